@@ -1,0 +1,32 @@
+# wasm-host: the two commands of the README, plus build and benchmarks.
+#   make run    build everything (release) and serve examples/routes on 127.0.0.1:8080
+#   make test   run the whole test suite (what CI runs)
+#   make build  build the host and the example handlers without serving
+
+CARGO ?= cargo
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+HOST_BIN := $(TARGET_DIR)/release/wasm-host
+LISTEN ?= 127.0.0.1:8080
+
+.PHONY: build run test wasm-target host examples lint
+
+wasm-target:
+	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+host:
+	$(CARGO) build --release -p wasm-host
+
+examples: wasm-target
+	sh examples/build.sh examples/routes
+
+build: host examples
+
+run: build
+	$(HOST_BIN) run examples/routes --listen $(LISTEN)
+
+test: wasm-target
+	$(CARGO) test --release --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings

@@ -1,0 +1,150 @@
+//! [`HttpError`]: an error that is also an answer, and [`OrStatus`] to make one from any error.
+
+use std::fmt;
+
+use crate::response::{IntoResponse, Response};
+
+/// An HTTP error status with a message, answered as a `text/plain` response.
+///
+/// Return it (or an `Err` holding it) from any hook; `?` converts the errors listed under
+/// *Trait Implementations* (a malformed request body becomes a 400, an I/O error a 500), and
+/// [`OrStatus::or_status`] converts any other error.
+///
+/// ```
+/// use wasm_host_sdk::prelude::*;
+///
+/// fn handle(_req: Request) -> Result<String, HttpError> {
+///     Err(HttpError::new(403, "Forbidden Access"))
+/// }
+///
+/// let response = handle(Request::new("GET", "/")).into_response();
+/// assert_eq!(response.status(), 403);
+/// assert_eq!(response.body(), Some(&b"Forbidden Access"[..]));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpError {
+    /// The status code of the response, e.g. 403.
+    pub status: u16,
+    /// The body of the response.
+    pub message: String,
+}
+
+impl HttpError {
+    /// An error answered with this status and message.
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+
+    /// `400 Bad Request`: the request is malformed.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, message)
+    }
+
+    /// `401 Unauthorized`: the request lacks valid credentials. Add a `WWW-Authenticate`
+    /// header with `HttpError::unauthorized(..).into_response().with_header(..)`.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(401, message)
+    }
+
+    /// `403 Forbidden`: the credentials do not grant access.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(403, message)
+    }
+
+    /// `404 Not Found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(404, message)
+    }
+
+    /// `500 Internal Server Error`: the handler failed.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, message)
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status, self.message)
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        Response::text(self.message).with_status(self.status)
+    }
+}
+
+/// Malformed JSON from the client: `400 Bad Request` with serde's message.
+impl From<serde_json::Error> for HttpError {
+    fn from(error: serde_json::Error) -> Self {
+        Self::bad_request(format!("invalid JSON: {error}"))
+    }
+}
+
+/// Text that is not UTF-8: `400 Bad Request`.
+impl From<std::str::Utf8Error> for HttpError {
+    fn from(error: std::str::Utf8Error) -> Self {
+        Self::bad_request(format!("invalid UTF-8: {error}"))
+    }
+}
+
+/// Text that is not UTF-8: `400 Bad Request`.
+impl From<std::string::FromUtf8Error> for HttpError {
+    fn from(error: std::string::FromUtf8Error) -> Self {
+        Self::bad_request(format!("invalid UTF-8: {error}"))
+    }
+}
+
+/// A malformed integer, e.g. from a route parameter: `400 Bad Request`.
+impl From<std::num::ParseIntError> for HttpError {
+    fn from(error: std::num::ParseIntError) -> Self {
+        Self::bad_request(format!("invalid integer: {error}"))
+    }
+}
+
+/// A malformed number, e.g. from a route parameter: `400 Bad Request`.
+impl From<std::num::ParseFloatError> for HttpError {
+    fn from(error: std::num::ParseFloatError) -> Self {
+        Self::bad_request(format!("invalid number: {error}"))
+    }
+}
+
+/// A malformed boolean: `400 Bad Request`.
+impl From<std::str::ParseBoolError> for HttpError {
+    fn from(error: std::str::ParseBoolError) -> Self {
+        Self::bad_request(format!("invalid boolean: {error}"))
+    }
+}
+
+/// An I/O failure inside the handler: `500 Internal Server Error`.
+impl From<std::io::Error> for HttpError {
+    fn from(error: std::io::Error) -> Self {
+        Self::internal(error.to_string())
+    }
+}
+
+/// Turns the error of a `Result` into an [`HttpError`] with the status you choose and the
+/// error's `Display` text as message.
+///
+/// ```
+/// use wasm_host_sdk::prelude::*;
+///
+/// fn parse_id(text: &str) -> Result<u32, HttpError> {
+///     let id = u32::from_str_radix(text, 16).or_status(404)?;
+///     Ok(id)
+/// }
+///
+/// assert_eq!(parse_id("zz").unwrap_err().status, 404);
+/// ```
+pub trait OrStatus<T> {
+    /// Maps `Err(e)` to `Err(HttpError::new(status, e.to_string()))`.
+    fn or_status(self, status: u16) -> Result<T, HttpError>;
+}
+
+impl<T, E: fmt::Display> OrStatus<T> for Result<T, E> {
+    fn or_status(self, status: u16) -> Result<T, HttpError> {
+        self.map_err(|error| HttpError::new(status, error.to_string()))
+    }
+}

@@ -1,0 +1,220 @@
+//! Command-line arguments as typed values. The doc comments here are the `--help` text. Turning
+//! arguments into a validated [`Config`] happens in [`RunArgs::into_config`]; nothing else reads
+//! raw arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config};
+use crate::http;
+
+/// Serve a directory of WebAssembly handlers over HTTP.
+///
+/// Each folder under the routes directory is a path segment (`{name}` folders capture a
+/// parameter) and each `<METHOD>.wasm` file in it answers that method, e.g.
+/// `routes/users/{id}/GET.wasm` answers `GET /users/42`.
+#[derive(Debug, Parser)]
+#[command(name = "wasm-host", version, about, long_about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a routes directory.
+    ///
+    /// Prints `listening on http://ADDR` once ready. Stops on SIGINT/SIGTERM, letting requests in
+    /// flight finish within the grace period. Sizes accept suffixes (`64KiB`, `16MiB`); durations
+    /// accept units (`500ms`, `30s`, `5m`).
+    Run(Box<RunArgs>),
+    /// Print the route table (route, method, file) and check that every handler loads.
+    ///
+    /// Exits with status 1 and lists every problem if any handler fails to load.
+    Routes {
+        /// The routes directory.
+        routes_dir: PathBuf,
+    },
+}
+
+/// Arguments of `wasm-host run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The routes directory.
+    pub routes_dir: PathBuf,
+
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = config::DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Worker threads [default: number of CPUs].
+    #[arg(long)]
+    pub workers: Option<usize>,
+
+    /// Connections served at once; more wait in the kernel's accept queue.
+    #[arg(long, default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Requests holding a live handler instance at once (including streaming responses and
+    /// sleeping handlers); more are answered 503.
+    #[arg(long, default_value_t = config::DEFAULT_MAX_INSTANCES)]
+    pub max_instances: u32,
+
+    /// Largest request body, or `unlimited`; larger bodies get 413.
+    #[arg(long, default_value = "16MiB", value_parser = parse_limit)]
+    pub max_body: Limit,
+
+    /// Longest request line (method, target, version); longer gets 414.
+    #[arg(long, default_value = "8KiB", value_parser = parse_size)]
+    pub max_request_line: u64,
+
+    /// Largest request head (request line and headers); larger gets 431.
+    #[arg(long, default_value = "64KiB", value_parser = parse_size)]
+    pub max_head_bytes: u64,
+
+    /// Most header fields in a request; more gets 431.
+    #[arg(long, default_value_t = http::DEFAULT_MAX_HEADERS)]
+    pub max_headers: usize,
+
+    /// Time to receive a complete request head; slower clients get 408.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Time an idle keep-alive connection is kept open.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Time a request body may stall without new bytes; then 408.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// Wall-clock time from request head to response head (all hooks); then 504.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Wall-clock time for each pull of a streaming response (chunk or event).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub pull_timeout: Duration,
+
+    /// CPU time one hook call or pull may use; a runaway handler is interrupted (504).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub cpu_timeout: Duration,
+
+    /// Linear memory one handler instance may use; past it the handler traps (500).
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    pub max_memory: u64,
+
+    /// Idle time after which a Server-Sent Events stream gets a keep-alive comment.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub sse_keepalive: Duration,
+
+    /// Time in-flight requests get to finish after SIGINT/SIGTERM.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// A size limit that can be turned off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// At most this many bytes.
+    Bytes(u64),
+    /// No limit.
+    Unlimited,
+}
+
+impl RunArgs {
+    /// The validated configuration these arguments describe.
+    pub fn into_config(self) -> Result<Config, config::ConfigError> {
+        let mut c = Config::new(self.routes_dir);
+        c.listen = self.listen;
+        if let Some(w) = self.workers {
+            c.workers = w;
+        }
+        c.max_connections = self.max_connections;
+        c.runtime.max_instances = self.max_instances;
+        c.http.max_body = match self.max_body {
+            Limit::Bytes(n) => Some(n),
+            Limit::Unlimited => None,
+        };
+        let usize_of = |name: &'static str, v: u64| {
+            usize::try_from(v).map_err(|_| config::ConfigError { name, reason: format!("{v} is too large") })
+        };
+        c.http.max_request_line = usize_of("--max-request-line", self.max_request_line)?;
+        c.http.max_head_bytes = usize_of("--max-head-bytes", self.max_head_bytes)?;
+        c.http.max_headers = self.max_headers;
+        c.timeouts.header = self.header_timeout;
+        c.timeouts.idle = self.idle_timeout;
+        c.timeouts.body = self.body_timeout;
+        c.timeouts.sse_keepalive = self.sse_keepalive;
+        c.timeouts.shutdown_grace = self.shutdown_grace;
+        c.runtime.request_timeout = self.request_timeout;
+        c.runtime.pull_timeout = self.pull_timeout;
+        c.runtime.cpu_timeout = self.cpu_timeout;
+        c.runtime.max_memory = self.max_memory;
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("`{s}` is not a size (try 65536, 64KiB or 16MiB): {e}"))
+}
+
+fn parse_limit(s: &str) -> Result<Limit, String> {
+    if s.eq_ignore_ascii_case("unlimited") {
+        return Ok(Limit::Unlimited);
+    }
+    parse_size(s).map(Limit::Bytes)
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration (try 500ms, 30s or 5m): {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_accept_suffixes() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn body_limit_can_be_unlimited() {
+        assert_eq!(parse_limit("unlimited"), Ok(Limit::Unlimited));
+        assert_eq!(parse_limit("1KiB"), Ok(Limit::Bytes(1024)));
+    }
+
+    #[test]
+    fn defaults_match_the_config_defaults() {
+        let cli = Cli::parse_from(["wasm-host", "run", "routes"]);
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        let args = *args;
+        let c = args.into_config().unwrap();
+        let mut d = Config::new("routes".into());
+        d.workers = c.workers;
+        assert_eq!(c.http, d.http);
+        assert_eq!(c.runtime, d.runtime);
+        assert_eq!(c.timeouts, d.timeouts);
+        assert_eq!(c.listen, d.listen);
+    }
+
+    #[test]
+    fn help_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,245 @@
+//! The validated configuration the server runs with.
+//!
+//! The CLI (`cli.rs`) parses raw arguments; this module turns them into a [`Config`] whose values
+//! have been checked, and names every default with the reason it was chosen. Request code only
+//! ever sees a `Config`, never the raw arguments. Depends on nothing but `http::HttpLimits`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::http::HttpLimits;
+
+/// Where to listen when `--listen` is not given. Loopback, not `0.0.0.0`: exposing handlers to the
+/// network should be a decision, not a default.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Connections served at once. Each idle keep-alive connection costs a task and a small read
+/// buffer (a few KiB), so ten thousand is cheap; past it the accept loop waits for a free slot
+/// and new clients queue in the kernel backlog instead of exhausting file descriptors.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Requests that may hold a live guest instance at once (including streaming responses and
+/// sleeping handlers). Each one holds a pooled instance slot and a fiber stack; the pool is sized
+/// from this number. The kernel's `vm.max_map_count` (65,530 by default) allows about 10,000
+/// pooled instances, so the default stays well below it. Past it requests get 503.
+pub const DEFAULT_MAX_INSTANCES: u32 = 1_000;
+
+/// Time a client has to send a complete request head once it has started one (and for the first
+/// request, from the moment the connection is accepted). Bounds slowloris-style clients that
+/// trickle header bytes. Answered with 408.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Time an idle keep-alive connection is kept open waiting for the next request. Browsers keep
+/// connections for about a minute; servers commonly close earlier to free slots.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Time the body of a request may go without any new bytes arriving. A stalled upload frees its
+/// instance after this (408, connection closed).
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Wall-clock time a request may take from its head being read to its response head being ready
+/// (all hooks together, including time a guest spends sleeping). Streaming bodies are bounded per
+/// pull instead ([`DEFAULT_PULL_TIMEOUT`]). Answered with 504.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Wall-clock time one `next-chunk`/`next-event` pull of a streaming response may take. SSE
+/// handlers that wait for events longer than this should send an event (or return) sooner.
+pub const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// CPU time one hook call or one pull may burn. Handlers that answer web requests need
+/// milliseconds; a second means a runaway loop, which is interrupted (504, or the connection is
+/// aborted if the response head was already sent). Time spent sleeping or waiting in WASI does
+/// not count.
+pub const DEFAULT_CPU_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Linear memory one guest instance may grow to. Typical handlers use 1–2 MiB; 64 MiB leaves room
+/// for buffering a default-size request body (16 MiB) several times while bounding what 1,000
+/// live instances can take. An allocation past it traps the guest (500); the host is unaffected.
+pub const DEFAULT_MAX_MEMORY: u64 = 64 << 20;
+
+/// Interval after which an idle Server-Sent Events stream gets a comment line, so proxies and
+/// clients do not time the connection out. Proxies commonly drop idle connections after 30–60 s.
+pub const DEFAULT_SSE_KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// Time in-flight requests get to finish after SIGINT/SIGTERM before the process exits anyway.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Largest body chunk handed to the guest's `stream` hook at once. 64 KiB keeps the copy into
+/// guest memory cheap and the per-request memory bounded (see `shared/WASMTIME-48.md`: cost
+/// follows the largest single guest allocation).
+pub const STREAM_CHUNK_SIZE: usize = 64 * 1024;
+
+/// Body bytes the host reads and discards to keep a connection alive when a request is answered
+/// without its body having been read (404, 405, an early `respond`). Bigger bodies close the
+/// connection instead.
+pub const DRAIN_LIMIT: u64 = 256 * 1024;
+
+/// Limits on what one guest instance may use and how long it may run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeLimits {
+    /// Live instances at once; sizes the pooling allocator.
+    pub max_instances: u32,
+    /// Linear memory per instance, in bytes.
+    pub max_memory: u64,
+    /// CPU time per hook call or pull.
+    pub cpu_timeout: Duration,
+    /// Wall-clock time from request head to response head.
+    pub request_timeout: Duration,
+    /// Wall-clock time per pull of a streaming response.
+    pub pull_timeout: Duration,
+}
+
+impl Default for RuntimeLimits {
+    fn default() -> Self {
+        Self {
+            max_instances: DEFAULT_MAX_INSTANCES,
+            max_memory: DEFAULT_MAX_MEMORY,
+            cpu_timeout: DEFAULT_CPU_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            pull_timeout: DEFAULT_PULL_TIMEOUT,
+        }
+    }
+}
+
+/// Connection-level timeouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From the first byte of a request (or the accept) to its complete head.
+    pub header: Duration,
+    /// Idle time between requests on a keep-alive connection.
+    pub idle: Duration,
+    /// Idle time while reading a request body.
+    pub body: Duration,
+    /// Idle time after which an SSE stream gets a keep-alive comment.
+    pub sse_keepalive: Duration,
+    /// Time in-flight requests get at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            header: DEFAULT_HEADER_TIMEOUT,
+            idle: DEFAULT_IDLE_TIMEOUT,
+            body: DEFAULT_BODY_TIMEOUT,
+            sse_keepalive: DEFAULT_SSE_KEEPALIVE,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// Everything `wasm-host run` needs, validated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The routes directory.
+    pub routes_dir: PathBuf,
+    /// The address to bind (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Tokio worker threads.
+    pub workers: usize,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// HTTP parsing limits.
+    pub http: HttpLimits,
+    /// Guest limits.
+    pub runtime: RuntimeLimits,
+    /// Connection timeouts.
+    pub timeouts: Timeouts,
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid {name}: {reason}")]
+pub struct ConfigError {
+    /// The option, e.g. `--workers`.
+    pub name: &'static str,
+    /// Why the value is refused.
+    pub reason: String,
+}
+
+impl Config {
+    /// A configuration with every default, serving `routes_dir` on [`DEFAULT_LISTEN`].
+    pub fn new(routes_dir: PathBuf) -> Self {
+        Self {
+            routes_dir,
+            listen: DEFAULT_LISTEN.parse().expect("the default address parses"),
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            http: HttpLimits::default(),
+            runtime: RuntimeLimits::default(),
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    /// Checks values that are individually well-formed but unusable.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn positive(name: &'static str, value: u64) -> Result<(), ConfigError> {
+            if value == 0 {
+                return Err(ConfigError { name, reason: "must be greater than zero".into() });
+            }
+            Ok(())
+        }
+        positive("--workers", self.workers as u64)?;
+        positive("--max-connections", self.max_connections as u64)?;
+        positive("--max-instances", self.runtime.max_instances.into())?;
+        positive("--max-headers", self.http.max_headers as u64)?;
+        positive("--max-memory", self.runtime.max_memory)?;
+        for (name, d) in [
+            ("--header-timeout", self.timeouts.header),
+            ("--idle-timeout", self.timeouts.idle),
+            ("--body-timeout", self.timeouts.body),
+            ("--request-timeout", self.runtime.request_timeout),
+            ("--pull-timeout", self.runtime.pull_timeout),
+            ("--cpu-timeout", self.runtime.cpu_timeout),
+            ("--sse-keepalive", self.timeouts.sse_keepalive),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError { name, reason: "must be longer than zero".into() });
+            }
+        }
+        if self.runtime.max_instances > 100_000 {
+            return Err(ConfigError {
+                name: "--max-instances",
+                reason: format!(
+                    "{} is above 100000; the kernel's vm.max_map_count caps live instances near 10000",
+                    self.runtime.max_instances
+                ),
+            });
+        }
+        if self.http.max_request_line > self.http.max_head_bytes {
+            return Err(ConfigError {
+                name: "--max-request-line",
+                reason: format!(
+                    "{} is larger than --max-head-bytes ({})",
+                    self.http.max_request_line, self.http.max_head_bytes
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::new("routes".into()).validate().unwrap();
+    }
+
+    #[test]
+    fn zero_workers_is_rejected() {
+        let mut c = Config::new("routes".into());
+        c.workers = 0;
+        assert_eq!(c.validate().unwrap_err().name, "--workers");
+    }
+
+    #[test]
+    fn request_line_longer_than_head_is_rejected() {
+        let mut c = Config::new("routes".into());
+        c.http.max_request_line = c.http.max_head_bytes + 1;
+        assert_eq!(c.validate().unwrap_err().name, "--max-request-line");
+    }
+}

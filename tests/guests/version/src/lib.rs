@@ -1,0 +1,13 @@
+//! Answers `v1`. Hot-reload tests replace a route's file with `version` or `version2` and
+//! watch the answer change.
+
+use wasm_host_sdk::prelude::*;
+
+/// What this build answers.
+const VERSION: &str = "v1";
+
+fn version(_req: Request) -> &'static str {
+    VERSION
+}
+
+export!(version);

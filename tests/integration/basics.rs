@@ -1,0 +1,263 @@
+//! Serving handlers: the examples, routing answers, hooks, faults, keep-alive, pipelining.
+
+use std::io::{BufReader, Write};
+use std::path::Path;
+
+use serde_json::Value;
+use test_artifacts as a;
+
+use crate::support::*;
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+#[test]
+fn example_routes_answer_as_documented() {
+    let s = Server::start(Path::new(a::EXAMPLE_ROUTES), &[]);
+
+    let r = raw(&s, b"GET /hello-world HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "Hello world!"));
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(r.header("content-length"), Some("12"));
+    assert!(r.header("date").is_some_and(|d| d.ends_with(" GMT")), "{r:?}");
+
+    let (status, body) = get(&s, "/params/C?url=B");
+    assert_eq!(status, 200);
+    let v = json(&body);
+    assert_eq!(v["urlParams"]["url"], "B");
+    assert_eq!(v["pathParams"]["route"], "C");
+    assert_eq!(v["bodyParams"], Value::Null);
+
+    let mut resp = client()
+        .post(&s.url("/params/C?url=B"))
+        .header("content-type", "application/json")
+        .send(r#"{"body": "A"}"#)
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let v = json(&resp.body_mut().read_to_string().unwrap());
+    assert_eq!(v["bodyParams"]["body"], "A");
+    assert_eq!(v["urlParams"]["url"], "B");
+
+    let resp = client().post(&s.url("/params/C")).send("{not json").unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+
+    let (status, body) = get(&s, "/http-error");
+    assert_eq!((status, body.trim()), (403, "Forbidden Access"));
+
+    let (status, _) = get(&s, "/exception");
+    assert_eq!(status, 500);
+    assert!(s.wait_for_log("Oups", std::time::Duration::from_secs(5)), "panic message logged");
+    assert_eq!(get(&s, "/hello-world"), (200, "Hello world!".into()), "served after a trap");
+
+    let (status, _) = get(&s, "/private");
+    assert_eq!(status, 401);
+    let mut resp = client().get(&s.url("/private")).header("authorization", "Bearer letmein").call().unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(!resp.body_mut().read_to_string().unwrap().is_empty());
+
+    let bytes = raw_all(&s, b"GET /kill HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        bytes.is_empty(),
+        "kill must close without a response, got {:?}",
+        String::from_utf8_lossy(&bytes)
+    );
+}
+
+#[test]
+fn unknown_path_is_404_and_missing_method_is_405_with_allow() {
+    let t =
+        Tree::new(&[("hello/GET.wasm", a::EXAMPLE_HELLO_WORLD), ("hello/PUT.wasm", a::EXAMPLE_HELLO_WORLD)]);
+    let s = Server::start(t.path(), &[]);
+    let r = raw(&s, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(r.status, 404);
+    let r = raw(&s, b"DELETE /hello HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD, PUT"));
+    let r = raw(&s, b"GET /hello/%2e%2e/x HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn request_reaches_the_guest_intact() {
+    let t = Tree::new(&[("users/{id}/ANY.wasm", a::INSPECT)]);
+    let s = Server::start(t.path(), &[]);
+    let r = raw(
+        &s,
+        b"POST /users/4%202?a=1&b=x%20y HTTP/1.1\r\nHost: example\r\nX-Bytes: caf\xe9\r\nContent-Length: 5\r\n\r\nhello",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = json(&r.text());
+    assert_eq!(v["method"], "POST");
+    assert_eq!(v["path"], "/users/4 2");
+    assert_eq!(v["query"], "a=1&b=x%20y");
+    assert_eq!(v["protocol"], "HTTP/1.1");
+    assert_eq!(v["params"]["id"], "4 2");
+    assert_eq!(v["body_len"], 5);
+    assert!(v["remote_addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    let headers = v["headers"].as_array().unwrap();
+    assert!(headers.iter().any(|h| h[0] == "X-Bytes" && h[1] == "caf\u{fffd}"), "{headers:?}");
+}
+
+#[test]
+fn chunked_request_body_is_decoded() {
+    let t = Tree::new(&[("x/POST.wasm", a::INSPECT)]);
+    let s = Server::start(t.path(), &[]);
+    let r = raw(
+        &s,
+        b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: t\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(json(&r.text())["body_len"], 11);
+}
+
+#[test]
+fn expect_100_continue_gets_continue_then_response() {
+    let t = Tree::new(&[("x/POST.wasm", a::INSPECT)]);
+    let s = Server::start(t.path(), &[]);
+    let mut c = s.connect();
+    c.write_all(b"POST /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n").unwrap();
+    let mut r = BufReader::new(c.try_clone().unwrap());
+    let cont = read_response(&mut r, true).unwrap();
+    assert_eq!(cont.status, 100);
+    c.write_all(b"abc").unwrap();
+    let resp = read_response(&mut r, false).unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(json(&resp.text())["body_len"], 3);
+}
+
+#[test]
+fn head_has_headers_but_no_body() {
+    let t = Tree::new(&[("hello/GET.wasm", a::EXAMPLE_HELLO_WORLD)]);
+    let s = Server::start(t.path(), &[]);
+    let mut c = s.connect();
+    c.write_all(b"HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut r = BufReader::new(c);
+    let head = read_response(&mut r, true).unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("12"));
+    // The next response starts right after the head: no body bytes in between.
+    let get = read_response(&mut r, false).unwrap();
+    assert_eq!(get.text(), "Hello world!");
+}
+
+#[test]
+fn http10_and_connection_close_end_the_connection() {
+    let t = Tree::new(&[("hello/GET.wasm", a::EXAMPLE_HELLO_WORLD)]);
+    let s = Server::start(t.path(), &[]);
+    let out = raw_all(&s, b"GET /hello HTTP/1.0\r\n\r\n");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("Hello world!"), "{text}");
+    let out = raw_all(&s, b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.to_ascii_lowercase().contains("connection: close"), "{text}");
+    assert!(text.ends_with("Hello world!"), "{text}");
+}
+
+#[test]
+fn hundred_sequential_requests_share_one_connection() {
+    let t = Tree::new(&[("hello/GET.wasm", a::EXAMPLE_HELLO_WORLD)]);
+    let s = Server::start(t.path(), &[]);
+    let c = s.connect();
+    let mut w = c.try_clone().unwrap();
+    let mut r = BufReader::new(c);
+    for i in 0..100 {
+        w.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let resp = read_response(&mut r, false).unwrap_or_else(|| panic!("no response #{i}"));
+        assert_eq!((resp.status, resp.text().as_str()), (200, "Hello world!"));
+    }
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let t = Tree::new(&[("hello/GET.wasm", a::EXAMPLE_HELLO_WORLD), ("p/{n}/GET.wasm", a::INSPECT)]);
+    let s = Server::start(t.path(), &[]);
+    let mut c = s.connect();
+    c.write_all(
+        b"GET /p/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /p/3 HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .unwrap();
+    let mut r = BufReader::new(c);
+    let first = read_response(&mut r, false).unwrap();
+    assert_eq!(json(&first.text())["params"]["n"], "1");
+    assert_eq!(read_response(&mut r, false).unwrap().status, 404);
+    let third = read_response(&mut r, false).unwrap();
+    assert_eq!(json(&third.text())["params"]["n"], "3");
+}
+
+#[test]
+fn early_respond_and_close_from_before() {
+    let s = Server::start(Path::new(a::EXAMPLE_ROUTES), &[]);
+    // `before` answers 401 and the body (small) is drained: the connection stays usable.
+    let mut c = s.connect();
+    c.write_all(b"GET /private HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody").unwrap();
+    c.write_all(b"GET /hello-world HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut r = BufReader::new(c);
+    assert_eq!(read_response(&mut r, false).unwrap().status, 401);
+    assert_eq!(read_response(&mut r, false).unwrap().text(), "Hello world!");
+    // `before` closes: nothing comes back, the socket is closed.
+    let mut c = s.connect();
+    c.write_all(b"GET /kill HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(is_closed(&mut c));
+}
+
+#[test]
+fn respond_or_close_from_stream_stops_the_body() {
+    let t = Tree::new(&[("r/POST.wasm", a::RESPOND_IN_STREAM), ("c/POST.wasm", a::CLOSE_IN_STREAM)]);
+    let s = Server::start(t.path(), &[]);
+    // The rest of the body must never be parsed as a request: the connection closes.
+    let mut body = b"POST /r HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n".to_vec();
+    body.extend(std::iter::repeat_n(b'a', 5000));
+    let mut c = s.connect();
+    c.write_all(&body).unwrap();
+    let mut r = BufReader::new(c);
+    let resp = read_response(&mut r, false).unwrap();
+    assert_eq!(resp.status, 422, "{}", resp.text());
+    assert!(is_closed(&mut r));
+
+    let mut body = b"POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n".to_vec();
+    body.extend(b"0123456789");
+    assert!(raw_all(&s, &body).is_empty());
+}
+
+#[test]
+fn guest_output_is_logged_with_its_route() {
+    let t = Tree::new(&[("talk/GET.wasm", a::LOGS)]);
+    let s = Server::start(t.path(), &[]);
+    assert_eq!(get(&s, "/talk").0, 200);
+    let ok = s.wait_for_log("hello from stderr", std::time::Duration::from_secs(5));
+    let log = s.log();
+    assert!(ok, "{log}");
+    let line = log.lines().find(|l| l.contains("hello from stdout")).expect("stdout line logged");
+    assert!(line.contains("GET /talk"), "{line}");
+    // One access-log line per request with method, path, status and bytes.
+    let access = log.lines().find(|l| l.contains("access") && l.contains("path=/talk")).expect("access line");
+    assert!(access.contains("status=200") && access.contains("bytes="), "{access}");
+}
+
+#[test]
+fn invalid_response_header_from_guest_is_500() {
+    let t = Tree::new(&[("bad/GET.wasm", a::BAD_HEADER), ("ok/GET.wasm", a::EXAMPLE_HELLO_WORLD)]);
+    let s = Server::start(t.path(), &[]);
+    let r = raw(&s, b"GET /bad HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(r.status, 500);
+    assert!(r.headers.iter().all(|(n, _)| !n.eq_ignore_ascii_case("x-injected")));
+    assert_eq!(get(&s, "/ok").0, 200);
+}
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
+    let s = Server::start(Path::new(a::EXAMPLE_ROUTES), &[]);
+    let mut c = s.connect();
+    c.write_all(b"GET /hang/1/bye HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    // Give the server time to accept the connection before it stops accepting.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let reader = std::thread::spawn(move || read_response(&mut BufReader::new(c), false));
+    let status = s.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    let resp = reader.join().unwrap().expect("in-flight response");
+    assert_eq!((resp.status, resp.text().as_str()), (200, "bye"));
+}

@@ -1,0 +1,83 @@
+//! The `wasm-host` command line: route listing, load errors, bad arguments.
+
+use std::process::Command;
+
+use test_artifacts as a;
+
+use crate::support::*;
+
+fn routes_cmd(dir: &std::path::Path) -> (bool, String, String) {
+    let out = Command::new(BIN).arg("routes").arg(dir).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn routes_prints_the_table() {
+    let t = Tree::new(&[
+        ("GET.wasm", a::EXAMPLE_HELLO_WORLD),
+        ("users/{id}/GET.wasm", a::INSPECT),
+        ("users/{id}/PUT.wasm", a::INSPECT),
+    ]);
+    let (ok, out, err) = routes_cmd(t.path());
+    assert!(ok, "{err}");
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["ROUTE", "METHOD", "FILE"]);
+    assert_eq!(rows[1][..2], ["/", "GET"]);
+    assert_eq!(rows[2][..2], ["/users/{id}", "GET"]);
+    assert_eq!(rows[3][..2], ["/users/{id}", "PUT"]);
+    assert!(rows[3][2].ends_with("users/{id}/PUT.wasm"));
+}
+
+#[test]
+fn broken_trees_fail_naming_every_file() {
+    let t = Tree::new(&[("ok/GET.wasm", a::EXAMPLE_HELLO_WORLD), ("cmd/GET.wasm", a::NOT_A_HANDLER)]);
+    t.write("junk/GET.wasm", b"\0asm not really");
+    t.write("odd/FOO.wasm", b"");
+    let (ok, _, err) = routes_cmd(t.path());
+    assert!(!ok);
+    assert!(err.contains("FOO.wasm"), "{err}");
+
+    std::fs::remove_file(t.file("odd/FOO.wasm")).unwrap();
+    let (ok, _, err) = routes_cmd(t.path());
+    assert!(!ok);
+    assert!(err.contains("junk/GET.wasm"), "{err}");
+    assert!(err.contains("cmd/GET.wasm"), "{err}");
+    // The wrong-world component is explained by what it lacks.
+    let line = err.lines().find(|l| l.contains("cmd/GET.wasm")).unwrap();
+    assert!(line.contains("before") || line.contains("handler world"), "{line}");
+
+    let t = Tree::new(&[("u/{a}/GET.wasm", a::INSPECT), ("u/{b}/GET.wasm", a::INSPECT)]);
+    let (ok, _, err) = routes_cmd(t.path());
+    assert!(!ok);
+    assert!(err.contains("{a}") && err.contains("{b}"), "{err}");
+
+    // `run` refuses the same tree with the same message and a non-zero exit.
+    let out = Command::new(BIN).arg("run").arg(t.path()).args(["--listen", "127.0.0.1:0"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("{a}"));
+}
+
+#[test]
+fn bad_arguments_fail_clearly() {
+    let out = Command::new(BIN).args(["run", "/definitely/not/here"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/definitely/not/here"), "{err}");
+
+    let out = Command::new(BIN).args(["run", ".", "--max-body", "lots"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lots"));
+
+    let out = Command::new(BIN).args(["run", ".", "--workers", "0"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--workers"));
+
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("run") && help.contains("routes"));
+}

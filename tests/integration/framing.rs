@@ -1,0 +1,110 @@
+//! Malformed and oversized requests over a real socket: each gets its status and the connection
+//! closes. (Every rule also has a byte-literal unit test in `host/src/http`.)
+
+use std::io::{BufReader, Write};
+use std::time::Duration;
+
+use test_artifacts as a;
+
+use crate::support::*;
+
+fn server() -> (Tree, Server) {
+    let t = Tree::new(&[("x/ANY.wasm", a::INSPECT)]);
+    let s = Server::start(t.path(), &["--max-body", "1KiB", "--header-timeout", "500ms"]);
+    (t, s)
+}
+
+/// Sends `request`, expects `status`, then expects the server to close the connection.
+fn rejects(s: &Server, request: &[u8], status: u16) {
+    let mut c = s.connect();
+    c.write_all(request).unwrap();
+    let mut r = BufReader::new(c);
+    let resp = read_response(&mut r, false)
+        .unwrap_or_else(|| panic!("no response to {:?}", String::from_utf8_lossy(request)));
+    assert_eq!(resp.status, status, "for {:?}: {}", String::from_utf8_lossy(request), resp.text());
+    assert!(is_closed(&mut r), "connection left open after {status}");
+}
+
+#[test]
+fn malformed_requests_get_their_status_and_close() {
+    let (_t, s) = server();
+    let cases: &[(&[u8], u16)] = &[
+        (b"GET /x HTTP/1.1\r\n\r\n", 400),                       // no Host
+        (b"GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400), // two Hosts
+        (b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
+        (b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n", 400),
+        (b"GET /x HTTP/1.1\r\nHost: a\r\nX-A: b\r\n  folded\r\n\r\n", 400), // obs-fold
+        (b"GET /x HTTP/1.1\r\nHost: a\r\nX-A: b\rc\r\n\r\n", 400),          // bare CR
+        (b"GET /x HTTP/1.1\r\nHost: a\r\nX-A: \x01\r\n\r\n", 400),          // control byte
+        (b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\r\nhello\r\n0\r\n\r\n", 400), // empty chunk size
+        (b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+        (b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;=\r\nhello\r\n0\r\n\r\n", 400),
+        (b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        (b"GET /x HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+        (b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 2000\r\n\r\n", 413),
+    ];
+    for (request, status) in cases {
+        rejects(&s, request, *status);
+    }
+}
+
+#[test]
+fn chunked_body_over_the_limit_is_413() {
+    let (_t, s) = server();
+    let mut req = b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..3 {
+        req.extend(b"200\r\n");
+        req.extend(std::iter::repeat_n(b'z', 0x200));
+        req.extend(b"\r\n");
+    }
+    req.extend(b"0\r\n\r\n");
+    rejects(&s, &req, 413);
+}
+
+#[test]
+fn long_request_line_is_414_and_big_head_is_431() {
+    let (_t, s) = server();
+    let mut line = b"GET /".to_vec();
+    line.extend(std::iter::repeat_n(b'a', 9000));
+    line.extend(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+    rejects(&s, &line, 414);
+
+    let mut many = b"GET /x HTTP/1.1\r\nHost: a\r\n".to_vec();
+    for i in 0..150 {
+        many.extend(format!("X-{i}: v\r\n").as_bytes());
+    }
+    many.extend(b"\r\n");
+    rejects(&s, &many, 431);
+
+    let mut big = b"GET /x HTTP/1.1\r\nHost: a\r\n".to_vec();
+    for i in 0..40 {
+        big.extend(format!("X-{i}: {}\r\n", "v".repeat(2000)).as_bytes());
+    }
+    big.extend(b"\r\n");
+    rejects(&s, &big, 431);
+}
+
+#[test]
+fn slow_header_gets_408() {
+    let (_t, s) = server();
+    let mut c = s.connect();
+    c.write_all(b"GET /x HTTP/1.1\r\nHo").unwrap();
+    let mut r = BufReader::new(c);
+    let resp = read_response(&mut r, false).expect("408 response");
+    assert_eq!(resp.status, 408);
+    assert!(is_closed(&mut r));
+}
+
+#[test]
+fn idle_keep_alive_connection_is_closed() {
+    let t = Tree::new(&[("x/ANY.wasm", a::INSPECT)]);
+    let s = Server::start(t.path(), &["--idle-timeout", "300ms"]);
+    let mut c = s.connect();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let mut r = BufReader::new(c);
+    assert_eq!(read_response(&mut r, false).unwrap().status, 200);
+    assert!(is_closed(&mut r), "idle connection closed by the server");
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real `wasm-host` binary on port 0, guest components built from source
+//! by the `test-artifacts` build script, real sockets. Run with `make test`.
+
+mod basics;
+mod cli;
+mod framing;
+mod support;
