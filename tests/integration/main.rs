@@ -4,4 +4,5 @@
 mod basics;
 mod cli;
 mod framing;
+mod streaming;
 mod support;
