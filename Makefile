@@ -30,3 +30,12 @@ test: wasm-target
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+.PHONY: bench bench-stream
+# Benchmarks print figures; they assert nothing about speed.
+bench-stream: build
+	python3 bench/stream.py $(HOST_BIN) examples/routes
+
+bench: build
+	@command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
+	sh bench/hello.sh $(HOST_BIN) examples/routes

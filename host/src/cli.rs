@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, Config};
+use crate::config::{self, CompileCache, Config};
 use crate::http;
 
 /// Serve a directory of WebAssembly handlers over HTTP.
@@ -116,6 +116,19 @@ pub struct RunArgs {
     /// Time in-flight requests get to finish after SIGINT/SIGTERM.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Do not watch the routes directory. By default a changed, added or removed handler file
+    /// is picked up without a restart (deploy with an atomic `mv`); SIGHUP always rescans.
+    #[arg(long)]
+    pub no_watch: bool,
+
+    /// Directory for the compiled-code cache [default: wasmtime's per-user cache directory].
+    #[arg(long, conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Do not cache compiled code on disk (every start compiles every handler).
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 /// A size limit that can be turned off.
@@ -156,6 +169,12 @@ impl RunArgs {
         c.runtime.pull_timeout = self.pull_timeout;
         c.runtime.cpu_timeout = self.cpu_timeout;
         c.runtime.max_memory = self.max_memory;
+        c.watch = !self.no_watch;
+        c.cache = match (self.no_cache, self.cache_dir) {
+            (true, _) => CompileCache::Off,
+            (false, Some(dir)) => CompileCache::Dir(dir),
+            (false, None) => CompileCache::Default,
+        };
         c.validate()?;
         Ok(c)
     }

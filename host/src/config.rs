@@ -129,6 +129,17 @@ impl Default for Timeouts {
     }
 }
 
+/// Where compiled handler code is cached on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CompileCache {
+    /// wasmtime's default per-user cache directory (e.g. `~/.cache/wasmtime`).
+    Default,
+    /// This directory.
+    Dir(PathBuf),
+    /// No on-disk cache: every start compiles every handler.
+    Off,
+}
+
 /// Everything `wasm-host run` needs, validated.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -146,6 +157,10 @@ pub struct Config {
     pub runtime: RuntimeLimits,
     /// Connection timeouts.
     pub timeouts: Timeouts,
+    /// Reload handlers when the routes directory changes.
+    pub watch: bool,
+    /// The on-disk compile cache.
+    pub cache: CompileCache,
 }
 
 /// A configuration value that cannot be used.
@@ -169,6 +184,8 @@ impl Config {
             http: HttpLimits::default(),
             runtime: RuntimeLimits::default(),
             timeouts: Timeouts::default(),
+            watch: true,
+            cache: CompileCache::Default,
         }
     }
 

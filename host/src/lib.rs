@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 mod conn;
 pub mod http;
+pub mod reload;
 pub mod routes;
 pub mod runtime;
 pub mod server;

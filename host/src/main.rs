@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 use wasm_host::cli::{Cli, Command};
+use wasm_host::config::CompileCache;
 use wasm_host::runtime::Runtime;
 use wasm_host::server::{Server, load_routes, shutdown_signal};
 
@@ -52,8 +53,8 @@ fn run(args: wasm_host::cli::RunArgs) -> anyhow::Result<()> {
 }
 
 fn list_routes(dir: &std::path::Path) -> anyhow::Result<()> {
-    let runtime = Runtime::new(&Default::default())?;
-    let routes =
+    let runtime = Runtime::new(&Default::default(), &CompileCache::Default)?;
+    let (routes, _) =
         load_routes(&runtime, dir).with_context(|| format!("cannot load routes from {}", dir.display()))?;
     let rows: Vec<_> = routes.entries().map(|(file, _)| file).collect();
     let width = rows.iter().map(|f| f.route.len()).max().unwrap_or(5).max(5);

@@ -16,8 +16,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::routes::{RouteFile, RouteTable, scan};
-use crate::runtime::{Handler, LoadError, Runtime};
+use crate::routes::{RouteFile, RouteTable, RouteWatcher, scan};
+use crate::runtime::{ContentHash, Handler, LoadError, Runtime};
 
 /// A handler ready to serve, with the label its log lines carry (e.g. `GET /users/{id}`).
 pub struct LoadedHandler {
@@ -25,10 +25,13 @@ pub struct LoadedHandler {
     pub handler: Handler,
     /// `METHOD /route`, shared by every request's log lines.
     pub label: Arc<str>,
+    /// The version: the hash of the file's bytes.
+    pub hash: ContentHash,
 }
 
-/// The route table the server serves from.
-pub type Routes = RouteTable<LoadedHandler>;
+/// The route table the server serves from. Handlers are shared between table versions, so a
+/// reload only compiles what changed and a request keeps its version alive until it ends.
+pub type Routes = RouteTable<Arc<LoadedHandler>>;
 
 /// Why a routes directory could not be loaded: every problem found, one per line.
 #[derive(Debug, thiserror::Error)]
@@ -38,33 +41,57 @@ pub struct RoutesError {
     pub problems: Vec<String>,
 }
 
-/// Scans `dir` and loads every handler file in it, reporting every failure (not just the first).
-pub fn load_routes(runtime: &Runtime, dir: &Path) -> Result<Routes, RoutesError> {
-    let files = scan(dir).map_err(|e| RoutesError { problems: vec![e.to_string()] })?;
-    let (loaded, problems) = load_files(runtime, files);
-    if !problems.is_empty() {
-        return Err(RoutesError { problems: problems.iter().map(ToString::to_string).collect() });
-    }
-    RouteTable::new(loaded).map_err(|e| RoutesError { problems: vec![e.to_string()] })
+/// How a routes directory was loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadSummary {
+    /// Handlers compiled from scratch.
+    pub compiled: usize,
+    /// Handlers whose compiled code came from the on-disk cache.
+    pub cached: usize,
 }
 
-/// Loads each file, returning what loaded and what failed.
-pub fn load_files(
+/// Loads one handler file from its `bytes`; also says whether its code came from the cache.
+pub fn load_file(
     runtime: &Runtime,
-    files: Vec<RouteFile>,
-) -> (Vec<(RouteFile, LoadedHandler)>, Vec<LoadError>) {
+    file: &RouteFile,
+    bytes: &[u8],
+    hash: ContentHash,
+) -> Result<(LoadedHandler, bool), LoadError> {
+    let (handler, cached) = runtime.load(&file.path, bytes)?;
+    let label = format!("{} {}", file.method.as_str(), file.route).into();
+    Ok((LoadedHandler { handler, label, hash }, cached))
+}
+
+/// Scans `dir` and loads every handler file in it, reporting every failure (not just the first).
+pub fn load_routes(runtime: &Runtime, dir: &Path) -> Result<(Routes, LoadSummary), RoutesError> {
+    let files = scan(dir).map_err(|e| RoutesError { problems: vec![e.to_string()] })?;
     let mut loaded = Vec::with_capacity(files.len());
     let mut problems = Vec::new();
+    let mut summary = LoadSummary::default();
     for file in files {
-        match runtime.load(&file.path) {
-            Ok(handler) => {
-                let label = format!("{} {}", file.method.as_str(), file.route).into();
-                loaded.push((file, LoadedHandler { handler, label }));
+        let result = std::fs::read(&file.path)
+            .map_err(|e| LoadError {
+                path: file.path.display().to_string(),
+                reason: format!("cannot read file: {e}"),
+            })
+            .and_then(|bytes| load_file(runtime, &file, &bytes, ContentHash::of(&bytes)));
+        match result {
+            Ok((handler, cached)) => {
+                if cached {
+                    summary.cached += 1;
+                } else {
+                    summary.compiled += 1;
+                }
+                loaded.push((file, Arc::new(handler)));
             }
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.to_string()),
         }
     }
-    (loaded, problems)
+    if !problems.is_empty() {
+        return Err(RoutesError { problems });
+    }
+    let table = RouteTable::new(loaded).map_err(|e| RoutesError { problems: vec![e.to_string()] })?;
+    Ok((table, summary))
 }
 
 /// State shared by every connection.
@@ -85,6 +112,7 @@ pub struct App {
 pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
+    watcher: Option<RouteWatcher>,
 }
 
 impl Server {
@@ -92,16 +120,31 @@ impl Server {
     /// runtime.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
-        let runtime = Runtime::new(&config.runtime).context("cannot create the wasm engine")?;
+        let runtime =
+            Runtime::new(&config.runtime, &config.cache).context("cannot create the wasm engine")?;
         let started = std::time::Instant::now();
-        let routes = load_routes(&runtime, &config.routes_dir)
+        let (routes, summary) = load_routes(&runtime, &config.routes_dir)
             .with_context(|| format!("cannot load routes from {}", config.routes_dir.display()))?;
         info!(
             handlers = routes.len(),
+            compiled = summary.compiled,
+            from_cache = summary.cached,
             millis = started.elapsed().as_millis() as u64,
             dir = %config.routes_dir.display(),
             "routes loaded"
         );
+        // Watch before announcing readiness, so no change made after start-up is missed.
+        let watcher = if config.watch {
+            match RouteWatcher::new(&config.routes_dir) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    warn!("{e}; hot reload is off (SIGHUP still rescans)");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -112,7 +155,7 @@ impl Server {
             shutdown: CancellationToken::new(),
             config,
         });
-        Ok(Self { listener, app })
+        Ok(Self { listener, app, watcher })
     }
 
     /// The address actually bound (useful with port 0).
@@ -128,15 +171,17 @@ impl Server {
     /// Serves until `shutdown` resolves, then stops accepting and gives in-flight requests the
     /// configured grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Server { listener, app } = self;
+        let Server { listener, app, watcher } = self;
         let config = &app.config;
         info!(
             workers = config.workers,
             max_connections = config.max_connections,
             max_instances = config.runtime.max_instances,
             max_body = ?config.http.max_body,
+            watch = watcher.is_some(),
             "serving"
         );
+        let reloader = tokio::spawn(crate::reload::watch(app.clone(), watcher));
         let connections = Arc::new(Semaphore::new(config.max_connections));
         let tracker = TaskTracker::new();
         tokio::pin!(shutdown);
@@ -170,6 +215,7 @@ impl Server {
         }
         drop(listener);
         app.shutdown.cancel();
+        reloader.abort();
         tracker.close();
         let grace = config.timeouts.shutdown_grace;
         info!(in_flight = tracker.len(), grace = ?grace, "shutting down");

@@ -228,7 +228,9 @@ fn guest_output_is_logged_with_its_route() {
     let t = Tree::new(&[("talk/GET.wasm", a::LOGS)]);
     let s = Server::start(t.path(), &[]);
     assert_eq!(get(&s, "/talk").0, 200);
-    let ok = s.wait_for_log("hello from stderr", std::time::Duration::from_secs(5));
+    // The access line is written after the response, so wait for it too.
+    let ok = s.wait_for_log("hello from stderr", std::time::Duration::from_secs(5))
+        && s.wait_for_log("path=/talk", std::time::Duration::from_secs(5));
     let log = s.log();
     assert!(ok, "{log}");
     let line = log.lines().find(|l| l.contains("hello from stdout")).expect("stdout line logged");

@@ -4,5 +4,6 @@
 mod basics;
 mod cli;
 mod framing;
+mod reload;
 mod streaming;
 mod support;

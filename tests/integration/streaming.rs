@@ -303,7 +303,7 @@ fn spinning_handler_gets_504_while_others_are_served() {
         assert_eq!(get(&s, "/hello-world").0, 200);
     }
     assert_eq!(spinner.join().unwrap(), 504);
-    assert!(s.log().contains("cpu time limit"), "{}", s.log());
+    assert!(s.wait_for_log("cpu time limit", Duration::from_secs(5)), "{}", s.log());
     assert_eq!(get(&s, "/hello-world").0, 200);
 }
 

@@ -22,12 +22,14 @@
 
 mod scan;
 mod table;
+mod watch;
 
 use std::fmt;
 use std::path::PathBuf;
 
 pub use scan::{MAX_DEPTH, scan};
 pub use table::{Lookup, Match, RouteTable};
+pub use watch::{DEBOUNCE, RouteWatcher, WatchError};
 
 /// The methods a handler file can be named after.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

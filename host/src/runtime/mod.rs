@@ -21,7 +21,7 @@ pub use bindings::{Body, Event, Flow, Header, Request, Response};
 use bindings::{HandlerPre, HandlerWorld};
 use state::HostState;
 
-use crate::config::RuntimeLimits;
+use crate::config::{CompileCache, RuntimeLimits};
 
 /// How often the epoch advances. One tick is the granularity of CPU budgets and of how soon a
 /// spinning guest yields its worker thread to other requests (see `shared/WASMTIME-48.md`).
@@ -54,9 +54,36 @@ pub enum GuestError {
     Instantiate(String),
 }
 
+/// The SHA-256 of a handler file's bytes: identifies a version in logs and decides whether a
+/// changed file needs compiling again.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ContentHash([u8; 32]);
+
+impl ContentHash {
+    /// Hashes `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        use sha2::Digest as _;
+        Self(sha2::Sha256::digest(bytes).into())
+    }
+}
+
+/// The first 12 hex digits, enough to tell versions apart in a log.
+impl std::fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0[..6].iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl std::fmt::Debug for ContentHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ContentHash({self})")
+    }
+}
+
 /// The engine and linker shared by every handler.
 pub struct Runtime {
     engine: Engine,
+    cache: Option<wasmtime::Cache>,
     linker: Linker<HostState>,
     limits: RuntimeLimits,
     live: Arc<AtomicUsize>,
@@ -64,8 +91,9 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Creates the engine (pool sized from `limits.max_instances`) and starts the epoch thread.
-    pub fn new(limits: &RuntimeLimits) -> anyhow::Result<Self> {
+    /// Creates the engine (pool sized from `limits.max_instances`, compiled code cached as
+    /// `cache` says) and starts the epoch thread.
+    pub fn new(limits: &RuntimeLimits, cache: &CompileCache) -> anyhow::Result<Self> {
         let n = limits.max_instances;
         let mut pool = PoolingAllocationConfig::default();
         // A wit-bindgen Rust component is 3 core instances, 2 tables and 1 memory; leave slack
@@ -77,8 +105,22 @@ impl Runtime {
             .total_stacks(n)
             .max_memory_size(usize::try_from(limits.max_memory).unwrap_or(usize::MAX));
 
+        // wasmtime's cache keys entries by the SHA-256 of the module and every engine setting
+        // that affects code; an entry that does not decompress or deserialize is recompiled.
+        let cache = match cache {
+            CompileCache::Off => None,
+            CompileCache::Default => Some(wasmtime::Cache::new(wasmtime::CacheConfig::new())?),
+            CompileCache::Dir(dir) => {
+                let mut c = wasmtime::CacheConfig::new();
+                c.with_directory(dir);
+                Some(wasmtime::Cache::new(c)?)
+            }
+        };
         let mut config = wasmtime::Config::new();
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool)).epoch_interruption(true);
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true)
+            .cache(cache.clone());
         let engine = Engine::new(&config)?;
 
         let mut linker = Linker::new(&engine);
@@ -97,19 +139,21 @@ impl Runtime {
             }
         })?;
 
-        Ok(Self { engine, linker, limits: limits.clone(), live: Arc::default(), stop_epoch })
+        Ok(Self { engine, cache, linker, limits: limits.clone(), live: Arc::default(), stop_epoch })
     }
 
-    /// Compiles a handler file and checks it implements the `handler` world (every export
-    /// present, every import satisfiable). Slow (compilation): call it off the request path.
-    pub fn load(&self, path: &Path) -> Result<Handler, LoadError> {
+    /// Compiles a handler file's `bytes` and checks it implements the `handler` world (every
+    /// export present, every import satisfiable). Returns the handler and whether its code came
+    /// from the compile cache. Slow when not cached: call it off the request path.
+    pub fn load(&self, path: &Path, bytes: &[u8]) -> Result<(Handler, bool), LoadError> {
         let err = |reason: String| LoadError { path: path.display().to_string(), reason };
-        let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read file: {e}")))?;
-        let component = Component::new(&self.engine, &bytes).map_err(|e| err(format!("{e:#}")))?;
+        let hits_before = self.cache.as_ref().map(wasmtime::Cache::cache_hits);
+        let component = Component::new(&self.engine, bytes).map_err(|e| err(format!("{e:#}")))?;
+        let cached = self.cache.as_ref().zip(hits_before).is_some_and(|(c, before)| c.cache_hits() > before);
         let pre = self.linker.instantiate_pre(&component).map_err(|e| err(format!("{e:#}")))?;
         let pre = HandlerPre::new(pre)
             .map_err(|e| err(format!("does not implement the wasm-host handler world: {e:#}")))?;
-        Ok(Handler { pre })
+        Ok((Handler { pre }, cached))
     }
 
     /// Creates a fresh instance of `handler` for one request to `route`.

@@ -1,0 +1,183 @@
+//! Hot reload: handler files replaced, added, corrupted or removed under a running server.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::time::Duration;
+
+use test_artifacts as a;
+
+use crate::support::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn body(s: &Server, path: &str) -> (u16, String) {
+    get(s, path)
+}
+
+#[test]
+fn replaced_handler_serves_the_new_version() {
+    let t = Tree::new(&[("v/GET.wasm", a::VERSION)]);
+    let s = Server::start(t.path(), &[]);
+    assert_eq!(body(&s, "/v"), (200, "v1".into()));
+    t.put("v/GET.wasm", a::VERSION2);
+    assert!(eventually(WAIT, || body(&s, "/v").1 == "v2"), "{}", s.log());
+    let log = s.log();
+    let line = log.lines().find(|l| l.contains("handler reloaded")).expect("reload logged");
+    assert!(
+        line.contains("route=/v")
+            && line.contains("old=")
+            && line.contains("new=")
+            && line.contains("millis="),
+        "{line}"
+    );
+}
+
+#[test]
+fn in_flight_requests_and_streams_finish_on_the_old_version() {
+    let t =
+        Tree::new(&[("slow/{secs}/{msg}/GET.wasm", a::EXAMPLE_HANG), ("events/GET.wasm", a::EXAMPLE_SSE)]);
+    let s = Server::start(t.path(), &[]);
+
+    // A slow request and an SSE stream, both started on the old versions.
+    let mut slow = s.connect();
+    slow.write_all(b"GET /slow/2/old HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut sse = s.connect();
+    sse.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut sse = BufReader::new(sse);
+    assert_eq!(read_response(&mut sse, true).unwrap().status, 200);
+    let mut first = String::new();
+    while !first.contains("data: ") {
+        sse.read_line(&mut first).unwrap();
+    }
+    assert!(first.contains(r#"{"count":1}"#), "{first}");
+
+    // Swap both handlers.
+    t.put("slow/{secs}/{msg}/GET.wasm", a::VERSION);
+    t.put("events/GET.wasm", a::SSE_MULTILINE);
+    assert!(eventually(WAIT, || body(&s, "/slow/2/new").1 == "v1"), "{}", s.log());
+    let fresh = raw_all(&s, b"GET /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(String::from_utf8_lossy(&fresh).contains("line one"), "new requests get the new stream");
+
+    // The old ones carry on with the old code.
+    let resp = read_response(&mut BufReader::new(slow), false).unwrap();
+    assert_eq!(resp.text(), "old");
+    let mut next = String::new();
+    while !next.contains("data: ") {
+        sse.read_line(&mut next).unwrap();
+    }
+    assert!(next.contains(r#"{"count":2}"#), "{next}");
+}
+
+#[test]
+fn corrupt_file_keeps_the_old_version_and_is_retried() {
+    let t = Tree::new(&[("v/GET.wasm", a::VERSION)]);
+    let s = Server::start(t.path(), &[]);
+    assert_eq!(body(&s, "/v").1, "v1");
+    t.write("v/GET.wasm", b"\0asm\x0d\0\x01\0 truncated");
+    assert!(s.wait_for_log("keeping the previous version", WAIT), "{}", s.log());
+    let log = s.log();
+    assert!(log.contains("v/GET.wasm"), "the error names the file: {log}");
+    assert_eq!(body(&s, "/v"), (200, "v1".into()));
+    // Fixed on the next change.
+    t.put("v/GET.wasm", a::VERSION2);
+    assert!(eventually(WAIT, || body(&s, "/v").1 == "v2"), "{}", s.log());
+}
+
+#[test]
+fn removed_files_and_new_folders_change_the_routes() {
+    let t = Tree::new(&[("v/GET.wasm", a::VERSION), ("v/PUT.wasm", a::VERSION)]);
+    let s = Server::start(t.path(), &[]);
+    let put = |s: &Server| client().put(&s.url("/v")).send("").unwrap().status().as_u16();
+    assert_eq!(put(&s), 200);
+    std::fs::remove_file(t.file("v/PUT.wasm")).unwrap();
+    assert!(eventually(WAIT, || put(&s) == 405), "{}", s.log());
+    std::fs::remove_file(t.file("v/GET.wasm")).unwrap();
+    assert!(eventually(WAIT, || body(&s, "/v").0 == 404), "{}", s.log());
+    assert!(s.log().contains("handler removed"));
+
+    t.put("brand/new/{x}/GET.wasm", a::VERSION2);
+    assert!(eventually(WAIT, || body(&s, "/brand/new/1") == (200, "v2".into())), "{}", s.log());
+}
+
+#[test]
+fn two_hundred_rapid_rewrites_end_on_the_last_version() {
+    let t = Tree::new(&[("v/GET.wasm", a::VERSION)]);
+    let s = Server::start(t.path(), &[]);
+    let addr = s.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut failures = 0;
+            let mut served = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && served < 100_000 {
+                let mut c = std::net::TcpStream::connect(addr).unwrap();
+                c.write_all(b"GET /v HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+                let mut out = Vec::new();
+                let _ = c.read_to_end(&mut out);
+                let text = String::from_utf8_lossy(&out);
+                if !(text.starts_with("HTTP/1.1 200") && (text.ends_with("v1") || text.ends_with("v2"))) {
+                    failures += 1;
+                }
+                served += 1;
+            }
+            (served, failures)
+        })
+    };
+    for i in 0..200 {
+        t.put("v/GET.wasm", if i % 2 == 0 { a::VERSION2 } else { a::VERSION });
+    }
+    t.put("v/GET.wasm", a::VERSION2);
+    assert!(eventually(WAIT, || body(&s, "/v").1 == "v2"), "{}", s.log());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (served, failures) = load.join().unwrap();
+    assert!(served > 0);
+    assert_eq!(failures, 0, "requests failed during rewrites");
+    // Still the last version after the dust settles.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(body(&s, "/v").1, "v2");
+}
+
+#[test]
+fn sighup_rescans_when_watching_is_off() {
+    let t = Tree::new(&[("v/GET.wasm", a::VERSION)]);
+    let s = Server::start(t.path(), &["--no-watch"]);
+    t.put("v/GET.wasm", a::VERSION2);
+    assert_eq!(body(&s, "/v").1, "v1", "not watching: nothing changes by itself");
+    let ok = std::process::Command::new("kill").args(["-HUP", &s.pid().to_string()]).status().unwrap();
+    assert!(ok.success());
+    assert!(eventually(WAIT, || body(&s, "/v").1 == "v2"), "{}", s.log());
+}
+
+#[test]
+fn restart_with_a_warm_cache_does_not_recompile() {
+    let cache = tempfile::tempdir().unwrap();
+    let t = Tree::new(&[("v/GET.wasm", a::VERSION), ("w/GET.wasm", a::VERSION2)]);
+    let dir = cache.path().to_str().unwrap();
+    let s = Server::start(t.path(), &["--cache-dir", dir]);
+    assert!(s.wait_for_log("compiled=2 from_cache=0", WAIT), "{}", s.log());
+    drop(s);
+    let s = Server::start(t.path(), &["--cache-dir", dir]);
+    assert!(s.wait_for_log("compiled=0 from_cache=2", WAIT), "{}", s.log());
+    assert_eq!(body(&s, "/w").1, "v2");
+    // A corrupt cache entry is never trusted: it is recompiled.
+    for entry in walk(cache.path()) {
+        std::fs::write(entry, b"garbage").unwrap();
+    }
+    drop(s);
+    let s = Server::start(t.path(), &["--cache-dir", dir]);
+    assert!(s.wait_for_log("compiled=2 from_cache=0", WAIT), "{}", s.log());
+    assert_eq!(body(&s, "/v").1, "v1");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if !p.file_name().unwrap().to_string_lossy().starts_with('.') {
+            out.push(p);
+        }
+    }
+    out
+}
