@@ -147,21 +147,22 @@ impl Conn {
     }
 
     /// Routes and answers one request.
-    async fn handle(&mut self, head: RequestHead) -> Next {
+    async fn handle(&mut self, mut head: RequestHead) -> Next {
         let start = Instant::now();
         let routes = self.app.routes.load_full();
         let outcome = match routes.lookup(&head.method, &head.path) {
             Lookup::Found(found) => {
                 let loaded = found.handler;
+                // The guest gets the header and query strings themselves (moved, not copied);
+                // the head keeps what the connection still needs.
                 let request = Request {
                     method: head.method.clone(),
                     path: percent_encoding::percent_decode_str(&head.path).decode_utf8_lossy().into_owned(),
-                    query: head.query.clone(),
+                    query: std::mem::take(&mut head.query),
                     protocol: head.version.as_str().to_owned(),
-                    headers: head
-                        .headers
-                        .iter()
-                        .map(|(name, value)| Header { name: name.clone(), value: value.clone() })
+                    headers: std::mem::take(&mut head.headers)
+                        .into_iter()
+                        .map(|(name, value)| Header { name, value })
                         .collect(),
                     params: found.params,
                     remote_addr: self.peer_text.clone(),

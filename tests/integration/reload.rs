@@ -15,13 +15,22 @@ fn body(s: &Server, path: &str) -> (u16, String) {
 
 #[test]
 fn replaced_handler_serves_the_new_version() {
-    let t = Tree::new(&[("v/GET.wasm", a::VERSION)]);
+    let t = Tree::new(&[("v/GET.wasm", a::VERSION), ("other/GET.wasm", a::INSPECT)]);
     let s = Server::start(t.path(), &[]);
     assert_eq!(body(&s, "/v"), (200, "v1".into()));
     t.put("v/GET.wasm", a::VERSION2);
     assert!(eventually(WAIT, || body(&s, "/v").1 == "v2"), "{}", s.log());
+    // Touching a file without changing its content reloads nothing.
+    t.put("other/GET.wasm", a::INSPECT);
+    t.put("v/GET.wasm", a::VERSION2);
+    t.put("w/GET.wasm", a::VERSION);
+    assert!(eventually(WAIT, || body(&s, "/w").0 == 200), "{}", s.log());
     let log = s.log();
-    let line = log.lines().find(|l| l.contains("handler reloaded")).expect("reload logged");
+    // Only the changed handlers were compiled: v once, then w; never `other`.
+    let reloads: Vec<&str> = log.lines().filter(|l| l.contains("handler reloaded")).collect();
+    assert_eq!(reloads.len(), 2, "{log}");
+    assert!(reloads[1].contains("route=/w") && reloads[1].contains("old=none"), "{log}");
+    let line = reloads[0];
     assert!(
         line.contains("route=/v")
             && line.contains("old=")

@@ -350,3 +350,25 @@ fn duplex_answers_while_the_body_arrives() {
     assert!(text.contains("content-length: 100"), "{text}");
     assert!(text.ends_with("start\nABend 2\n"), "{text:?}");
 }
+
+#[test]
+fn guest_failure_after_the_head_closes_without_a_last_chunk() {
+    let t = Tree::new(&[("p/GET.wasm", a::PANIC_MID_STREAM)]);
+    let s = Server::start(t.path(), &[]);
+    let out = raw_all(&s, b"GET /p HTTP/1.1\r\nHost: x\r\n\r\nGET /p HTTP/1.1\r\nHost: x\r\n\r\n");
+    let text = String::from_utf8_lossy(&out);
+    // One response only: its head and first chunk, then the connection is closed.
+    assert_eq!(text.matches("HTTP/1.1").count(), 1, "{text}");
+    assert!(text.ends_with("5\r\nfirst\r\n"), "{text:?}");
+    assert!(s.wait_for_log("response body aborted", Duration::from_secs(5)), "{}", s.log());
+}
+
+#[test]
+fn request_over_its_wall_clock_deadline_is_504() {
+    let s = Server::start(Path::new(a::EXAMPLE_ROUTES), &["--request-timeout", "500ms"]);
+    let start = Instant::now();
+    let (status, _) = get(&s, "/hang/30/late");
+    assert_eq!(status, 504);
+    assert!(start.elapsed() < Duration::from_secs(25), "the 30 s sleep was cut short");
+    assert_eq!(get(&s, "/hang/0/fine"), (200, "fine".into()));
+}
