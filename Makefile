@@ -31,7 +31,16 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
-.PHONY: bench bench-stream
+.PHONY: bench bench-stream bench-reload test-guests
+GUESTS := $(TARGET_DIR)/guests/wasm32-wasip2/release
+
+test-guests: wasm-target
+	CARGO_TARGET_DIR=$(TARGET_DIR)/guests $(CARGO) build --release --target wasm32-wasip2 --manifest-path tests/guests/Cargo.toml
+
+bench-reload: host test-guests
+	@command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
+	python3 bench/reload.py $(HOST_BIN) $(GUESTS)/version.wasm $(GUESTS)/version2.wasm
+
 # Benchmarks print figures; they assert nothing about speed.
 bench-stream: build
 	python3 bench/stream.py $(HOST_BIN) examples/routes

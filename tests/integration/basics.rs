@@ -263,3 +263,34 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let resp = reader.join().unwrap().expect("in-flight response");
     assert_eq!((resp.status, resp.text().as_str()), (200, "bye"));
 }
+
+#[test]
+fn every_request_gets_a_fresh_instance() {
+    let t = Tree::new(&[("n/GET.wasm", a::COUNTER)]);
+    let s = Server::start(t.path(), &[]);
+    let c = s.connect();
+    let mut w = c.try_clone().unwrap();
+    let mut r = BufReader::new(c);
+    // Sequential and concurrent requests: none may see another's statics or heap.
+    for _ in 0..50 {
+        w.write_all(b"GET /n HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut r, false).unwrap().text(), "1 1");
+    }
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = s.addr;
+            std::thread::spawn(move || {
+                let c = std::net::TcpStream::connect(addr).unwrap();
+                let mut w = c.try_clone().unwrap();
+                let mut r = BufReader::new(c);
+                for _ in 0..50 {
+                    w.write_all(b"GET /n HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                    assert_eq!(read_response(&mut r, false).unwrap().text(), "1 1");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
