@@ -294,3 +294,31 @@ fn every_request_gets_a_fresh_instance() {
         h.join().unwrap();
     }
 }
+
+#[test]
+fn accept_loop_survives_running_out_of_file_descriptors() {
+    let t = Tree::new(&[("hello/GET.wasm", a::EXAMPLE_HELLO_WORLD)]);
+    let s = Server::start(t.path(), &[]);
+    // Leave the running server only a few spare file descriptors.
+    let used = std::fs::read_dir(format!("/proc/{}/fd", s.pid())).unwrap().count();
+    let status = std::process::Command::new("prlimit")
+        .arg(format!("--nofile={}", used + 6))
+        .args(["--pid", &s.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // More connections than it has descriptors for: accept fails with EMFILE.
+    let held: Vec<std::net::TcpStream> = (0..30).map(|_| s.connect()).collect();
+    assert!(s.wait_for_log("accept failed", std::time::Duration::from_secs(10)), "{}", s.log());
+    drop(held);
+    // Once the clients are gone the server is still there and serving.
+    let ok = eventually(std::time::Duration::from_secs(20), || {
+        let Ok(mut c) = std::net::TcpStream::connect(s.addr) else { return false };
+        c.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+        if c.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").is_err() {
+            return false;
+        }
+        read_response(&mut BufReader::new(c), false).is_some_and(|r| r.text() == "Hello world!")
+    });
+    assert!(ok, "{}", s.log());
+}
