@@ -97,7 +97,8 @@ pub struct RunArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
-    /// Wall-clock time for each pull of a streaming response (chunk or event).
+    /// Wall-clock time for each pull of a streaming response (chunk or event), and for each
+    /// body chunk of a full-duplex (`begin`) exchange.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub pull_timeout: Duration,
 

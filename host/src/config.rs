@@ -43,7 +43,8 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// pull instead ([`DEFAULT_PULL_TIMEOUT`]). Answered with 504.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Wall-clock time one `next-chunk`/`next-event` pull of a streaming response may take. SSE
+/// Wall-clock time one `next-chunk`/`next-event` pull of a streaming response (or one `stream`
+/// call of a full-duplex exchange) may take. SSE
 /// handlers that wait for events longer than this should send an event (or return) sooner.
 pub const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_secs(300);
 

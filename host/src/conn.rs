@@ -13,7 +13,7 @@
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -242,9 +242,7 @@ impl Conn {
                 return self.send_response(head, response, &mut inst, close, &loaded.label).await;
             }
             Flow::Begin(response) => {
-                return self
-                    .run_duplex(head, response, &mut inst, &mut decoder, deadline, &loaded.label)
-                    .await;
+                return self.run_duplex(head, response, &mut inst, &mut decoder, &loaded.label).await;
             }
         }
 
@@ -375,19 +373,17 @@ impl Conn {
         }
     }
 
-    /// Writes a handler's response head; returns the body writer for what follows, or the
-    /// outcome if the response is complete (bodyless) or failed.
+    /// Writes a handler's response head (with a full body, in the same write).
     async fn send_head(
         &mut self,
         head: &RequestHead,
         response: &Response,
         close: bool,
         route: &str,
-    ) -> Result<(BodyWriter, Next), Outcome> {
+    ) -> AfterHead {
         let status = response.status;
         let is_head = head.method == "HEAD";
         let mut keep_alive = !close && !self.app.shutdown.is_cancelled();
-        let streaming = matches!(response.body, Body::Chunked | Body::Events);
         let (framing, writer) = match &response.body {
             _ if !status_allows_body(status) => (ResponseFraming::NoBody, None),
             Body::Full(bytes) => (ResponseFraming::Length(bytes.len() as u64), None),
@@ -420,11 +416,8 @@ impl Conn {
         if let Err(e) = encode_head(&mut self.out, head.version, status, headers, framing, keep_alive) {
             warn!(route = %route, "handler returned an invalid response: {e}");
             let bytes = self.send_error(500, "internal server error", &[], close).await;
-            return Err(Outcome {
-                status: 500,
-                bytes,
-                next: if close { Next::Close } else { Next::KeepAlive },
-            });
+            let next = if close { Next::Close } else { Next::KeepAlive };
+            return AfterHead::Done(Outcome { status: 500, bytes, next });
         }
         let next = if keep_alive { Next::KeepAlive } else { Next::Close };
         let head_len = self.out.len() as u64;
@@ -434,15 +427,15 @@ impl Conn {
             _ => &[],
         };
         if write_all(&mut self.stream, &[&self.out, body]).await.is_err() {
-            return Err(Outcome { status, bytes: 0, next: Next::Close });
+            return AfterHead::Done(Outcome { status, bytes: 0, next: Next::Close });
         }
         let sent = head_len + body.len() as u64;
         match writer {
-            Some(mut w) if !(streaming && is_head) => {
+            Some(mut w) => {
                 w.wire = sent;
-                Ok((w, next))
+                AfterHead::Stream(w, next)
             }
-            _ => Err(Outcome { status, bytes: sent, next }),
+            None => AfterHead::Done(Outcome { status, bytes: sent, next }),
         }
     }
 
@@ -457,8 +450,8 @@ impl Conn {
     ) -> Outcome {
         let status = response.status;
         let (mut writer, next) = match self.send_head(head, &response, close, route).await {
-            Ok(w) => w,
-            Err(outcome) => return outcome,
+            AfterHead::Stream(w, next) => (w, next),
+            AfterHead::Done(outcome) => return outcome,
         };
         let result = if matches!(response.body, Body::Events) {
             self.pump_events(inst, &mut writer).await
@@ -476,7 +469,6 @@ impl Conn {
         response: Response,
         inst: &mut Instance,
         decoder: &mut BodyDecoder,
-        deadline: Instant,
         route: &str,
     ) -> Outcome {
         if !matches!(response.body, Body::Chunked | Body::Sized(_)) {
@@ -488,15 +480,13 @@ impl Conn {
             return Outcome { status: 0, bytes: 0, next: Next::Close };
         }
         let status = response.status;
-        let (mut writer, next) = match self.send_head(head, &response, true, route).await {
-            Ok(w) => w,
-            Err(outcome) => {
-                return Outcome { next: Next::Close, ..outcome };
-            }
+        // A duplex response always closes the connection (`close: true`): whatever body the
+        // guest did not wait for must not be read as a next request.
+        let mut writer = match self.send_head(head, &response, true, route).await {
+            AfterHead::Stream(w, _) => w,
+            AfterHead::Done(outcome) => return Outcome { next: Next::Close, ..outcome },
         };
-        // A duplex response always closes the connection: whatever body the guest did not
-        // wait for must not be read as a next request.
-        debug_assert_eq!(next, Next::Close);
+        let pull_timeout = self.app.runtime.limits().pull_timeout;
         let result = async {
             loop {
                 let (consumed, step) =
@@ -504,14 +494,7 @@ impl Conn {
                 match step {
                     Decoded::Data(range) => {
                         for piece in self.buf[range].chunks(STREAM_CHUNK_SIZE) {
-                            match inst.stream(piece, deadline).await? {
-                                Flow::Proceed => {}
-                                _ => {
-                                    return Err(BodyEnd::Guest(GuestError::Trap(
-                                        "only `proceed` is allowed from `stream` after `begin`".into(),
-                                    )));
-                                }
-                            }
+                            duplex_stream(inst, piece, pull_timeout).await?;
                             // Pull until the guest has nothing more for now.
                             if !pump_until_idle(&mut self.stream, inst, &mut writer, &self.app).await? {
                                 return writer.finish(&mut self.stream).await;
@@ -525,14 +508,7 @@ impl Conn {
                     }
                     Decoded::Done => {
                         self.buf.advance(consumed);
-                        match inst.stream(&[], deadline).await? {
-                            Flow::Proceed => {}
-                            _ => {
-                                return Err(BodyEnd::Guest(GuestError::Trap(
-                                    "only `proceed` is allowed from `stream` after `begin`".into(),
-                                )));
-                            }
-                        }
+                        duplex_stream(inst, &[], pull_timeout).await?;
                         break;
                     }
                 }
@@ -614,6 +590,18 @@ impl Conn {
     }
 }
 
+/// Passes one body chunk (empty: the body is complete) to `stream` during a duplex exchange.
+/// Once the response head is out it is a streaming response: each call gets the per-pull
+/// deadline, and only `proceed` makes sense.
+async fn duplex_stream(inst: &mut Instance, chunk: &[u8], pull_timeout: Duration) -> Result<(), BodyEnd> {
+    match inst.stream(chunk, Instant::now() + pull_timeout).await? {
+        Flow::Proceed => Ok(()),
+        _ => Err(BodyEnd::Guest(GuestError::Trap(
+            "only `proceed` is allowed from `stream` after `begin`".into(),
+        ))),
+    }
+}
+
 /// Pulls `next-chunk` until the guest returns an empty chunk (nothing ready: `Ok(true)`) or
 /// `none` (the response is complete: `Ok(false)`).
 async fn pump_until_idle(
@@ -630,6 +618,14 @@ async fn pump_until_idle(
             Some(chunk) => writer.write(stream, &chunk).await?,
         }
     }
+}
+
+/// What is left once a response head is on the wire.
+enum AfterHead {
+    /// Nothing: the response is complete (bodyless, full body, or it failed).
+    Done(Outcome),
+    /// A streamed body, to be written with this writer; then the connection does `Next`.
+    Stream(BodyWriter, Next),
 }
 
 /// Why a response body stopped before its normal end.
