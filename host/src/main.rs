@@ -13,9 +13,15 @@ use wasm_host::server::{Server, load_routes, shutdown_signal};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Log lines are written by a background thread so request tasks never block on stderr;
+    // not lossy: when the writer falls behind, loggers wait rather than drop access lines.
+    let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("wasm-host-log")
+        .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = match cli.command {
