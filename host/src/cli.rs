@@ -17,7 +17,16 @@ use crate::http;
 /// parameter) and each `<METHOD>.wasm` file in it answers that method, e.g.
 /// `routes/users/{id}/GET.wasm` answers `GET /users/42`.
 #[derive(Debug, Parser)]
-#[command(name = "wasm-host", version, about, long_about)]
+#[command(
+    name = "wasm-host",
+    version,
+    about,
+    long_about,
+    after_help = "Examples:\n  wasm-host run routes/                          serve on 127.0.0.1:8080\n  \
+                  wasm-host run routes/ --listen 0.0.0.0:80      serve on every interface\n  \
+                  wasm-host routes routes/                       list routes, check handlers load\n\n\
+                  Logging: RUST_LOG=warn drops the access log; RUST_LOG=debug shows more."
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -29,9 +38,10 @@ pub struct Cli {
 pub enum Command {
     /// Serve a routes directory.
     ///
-    /// Prints `listening on http://ADDR` once ready. Stops on SIGINT/SIGTERM, letting requests in
-    /// flight finish within the grace period. Sizes accept suffixes (`64KiB`, `16MiB`); durations
-    /// accept units (`500ms`, `30s`, `5m`).
+    /// Prints `listening on http://ADDR` once ready. Replacing, adding or removing a handler file
+    /// takes effect without a restart (deploy with an atomic `mv`). Stops on SIGINT/SIGTERM,
+    /// letting requests in flight finish within the grace period. Sizes accept suffixes (`64KiB`,
+    /// `16MiB`); durations accept units (`500ms`, `30s`, `5m`).
     Run(Box<RunArgs>),
     /// Print the route table (route, method, file) and check that every handler loads.
     ///
