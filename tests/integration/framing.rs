@@ -108,3 +108,38 @@ fn idle_keep_alive_connection_is_closed() {
     assert_eq!(read_response(&mut r, false).unwrap().status, 200);
     assert!(is_closed(&mut r), "idle connection closed by the server");
 }
+
+#[test]
+fn stalled_body_gets_408_and_close() {
+    let t = Tree::new(&[("x/ANY.wasm", a::INSPECT)]);
+    let s = Server::start(t.path(), &["--body-timeout", "300ms"]);
+    let mut c = s.connect();
+    c.write_all(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc").unwrap();
+    let mut r = BufReader::new(c);
+    let resp = read_response(&mut r, false).expect("408 response");
+    assert_eq!(resp.status, 408);
+    assert!(is_closed(&mut r));
+}
+
+#[test]
+fn connections_past_the_limit_wait_for_a_free_slot() {
+    let t = Tree::new(&[("x/ANY.wasm", a::INSPECT)]);
+    let s = Server::start(t.path(), &["--max-connections", "1"]);
+    // The only slot is taken by an idle keep-alive connection.
+    let mut first = s.connect();
+    first.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let mut first_r = BufReader::new(first.try_clone().unwrap());
+    assert_eq!(read_response(&mut first_r, false).unwrap().status, 200);
+    // A second connection is queued by the kernel, not served.
+    let mut second = s.connect();
+    second.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    second.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap();
+    let mut byte = [0u8; 1];
+    assert!(std::io::Read::read(&mut second, &mut byte).is_err(), "served past the connection limit");
+    // Once the first goes away, the second is served.
+    drop(first_r);
+    drop(first);
+    second.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let resp = read_response(&mut BufReader::new(second), false).expect("served after the slot freed");
+    assert_eq!(resp.status, 200);
+}

@@ -372,3 +372,22 @@ fn request_over_its_wall_clock_deadline_is_504() {
     assert!(start.elapsed() < Duration::from_secs(25), "the 30 s sleep was cut short");
     assert_eq!(get(&s, "/hang/0/fine"), (200, "fine".into()));
 }
+
+#[test]
+fn requests_past_the_instance_budget_get_503() {
+    let s = Server::start(Path::new(a::EXAMPLE_ROUTES), &["--max-instances", "1"]);
+    let addr = s.addr;
+    let sleeper = std::thread::spawn(move || {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.write_all(b"GET /hang/2/done HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        read_response(&mut BufReader::new(c), false).unwrap().text()
+    });
+    // While the only instance slot is held, others are refused with 503 and Retry-After.
+    let refused = eventually(Duration::from_secs(10), || {
+        let r = raw(&s, b"GET /hello-world HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        r.status == 503 && r.header("retry-after") == Some("1")
+    });
+    assert!(refused, "{}", s.log());
+    assert_eq!(sleeper.join().unwrap(), "done");
+    assert_eq!(get(&s, "/hello-world").0, 200);
+}
