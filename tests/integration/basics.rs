@@ -234,7 +234,7 @@ fn guest_output_is_logged_with_its_route() {
     let log = s.log();
     assert!(ok, "{log}");
     let line = log.lines().find(|l| l.contains("hello from stdout")).expect("stdout line logged");
-    assert!(line.contains("GET /talk"), "{line}");
+    assert!(line.contains("[GET /talk] hello from stdout"), "prefixed with the route: {line}");
     // One access-log line per request with method, path, status and bytes.
     let access = log.lines().find(|l| l.contains("access") && l.contains("path=/talk")).expect("access line");
     assert!(access.contains("status=200") && access.contains("bytes="), "{access}");

@@ -95,7 +95,7 @@ impl LineLogger {
     fn emit(&self, line: &[u8]) {
         let line = String::from_utf8_lossy(line);
         let line = line.trim_end_matches('\r');
-        tracing::info!(target: "guest", route = %self.log.route, stream = self.log.stream, "{line}");
+        tracing::info!(target: "guest", stream = %self.log.stream, "[{}] {line}", self.log.route);
     }
 }
 
