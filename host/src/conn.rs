@@ -384,18 +384,21 @@ impl Conn {
         let status = response.status;
         let is_head = head.method == "HEAD";
         let mut keep_alive = !close && !self.app.shutdown.is_cancelled();
-        let (framing, writer) = match &response.body {
-            _ if !status_allows_body(status) => (ResponseFraming::NoBody, None),
-            Body::Full(bytes) => (ResponseFraming::Length(bytes.len() as u64), None),
-            Body::Sized(n) => (ResponseFraming::Length(*n), Some(BodyWriter::new(Framing::Sized(*n)))),
-            _ if is_head => (ResponseFraming::NoBody, None),
+        let framing = match &response.body {
+            _ if !status_allows_body(status) => ResponseFraming::NoBody,
+            Body::Full(bytes) => ResponseFraming::Length(bytes.len() as u64),
+            Body::Sized(n) => ResponseFraming::Length(*n),
+            _ if is_head => ResponseFraming::NoBody,
             _ if head.version == Version::Http10 => {
                 keep_alive = false;
-                (ResponseFraming::UntilClose, Some(BodyWriter::new(Framing::UntilClose)))
+                ResponseFraming::UntilClose
             }
-            _ => (ResponseFraming::Chunked, Some(BodyWriter::new(Framing::Chunked))),
+            _ => ResponseFraming::Chunked,
         };
-        let writer = if is_head { None } else { writer };
+        // Streamed bodies are pulled after the head; a full body goes out with it.
+        let streamed =
+            !is_head && framing != ResponseFraming::NoBody && !matches!(response.body, Body::Full(_));
+        let writer = streamed.then(|| BodyWriter::new(framing));
         let is_sse = matches!(response.body, Body::Events) && status_allows_body(status);
         let sse_headers: &[(&str, &[u8])] = if is_sse {
             &[("content-type", b"text/event-stream"), ("cache-control", b"no-cache")]
@@ -645,18 +648,11 @@ enum BodyEnd {
     BadRequestBody(u16),
 }
 
-/// How a streamed response body is framed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Framing {
-    Chunked,
-    Sized(u64),
-    UntilClose,
-}
-
 /// Frames response body pieces and enforces a sized body's exact length: never an extra or a
 /// missing byte on the wire.
 struct BodyWriter {
-    framing: Framing,
+    /// `Chunked`, `Length` (a sized stream) or `UntilClose`.
+    framing: ResponseFraming,
     /// Body bytes written (before framing).
     body: u64,
     /// Bytes on the wire, head included.
@@ -664,7 +660,7 @@ struct BodyWriter {
 }
 
 impl BodyWriter {
-    fn new(framing: Framing) -> Self {
+    fn new(framing: ResponseFraming) -> Self {
         Self { framing, body: 0, wire: 0 }
     }
 
@@ -673,13 +669,13 @@ impl BodyWriter {
             return Ok(());
         }
         let (data, too_long) = match self.framing {
-            Framing::Sized(total) => {
+            ResponseFraming::Length(total) => {
                 let room = (total - self.body).min(data.len() as u64) as usize;
                 (&data[..room], room < data.len())
             }
             _ => (data, false),
         };
-        let written = if self.framing == Framing::Chunked {
+        let written = if self.framing == ResponseFraming::Chunked {
             let header = chunk_header(data.len());
             write_all(stream, &[header.as_bytes(), data, CHUNK_TRAILER])
                 .await
@@ -690,7 +686,7 @@ impl BodyWriter {
         self.wire += written.map_err(|_| BodyEnd::ClientGone)? as u64;
         self.body += data.len() as u64;
         if too_long {
-            let Framing::Sized(total) = self.framing else { unreachable!() };
+            let ResponseFraming::Length(total) = self.framing else { unreachable!() };
             return Err(BodyEnd::TooLong(total));
         }
         Ok(())
@@ -698,13 +694,15 @@ impl BodyWriter {
 
     async fn finish(&mut self, stream: &mut TcpStream) -> Result<(), BodyEnd> {
         match self.framing {
-            Framing::Chunked => {
+            ResponseFraming::Chunked => {
                 write_all(stream, &[LAST_CHUNK]).await.map_err(|_| BodyEnd::ClientGone)?;
                 self.wire += LAST_CHUNK.len() as u64;
                 Ok(())
             }
-            Framing::Sized(total) if self.body != total => Err(BodyEnd::TooShort { sent: self.body, total }),
-            Framing::Sized(_) | Framing::UntilClose => Ok(()),
+            ResponseFraming::Length(total) if self.body != total => {
+                Err(BodyEnd::TooShort { sent: self.body, total })
+            }
+            ResponseFraming::Length(_) | ResponseFraming::UntilClose | ResponseFraming::NoBody => Ok(()),
         }
     }
 }
