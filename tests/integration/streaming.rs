@@ -377,10 +377,16 @@ fn request_over_its_wall_clock_deadline_is_504() {
 fn requests_past_the_instance_budget_get_503() {
     let s = Server::start(Path::new(a::EXAMPLE_ROUTES), &["--max-instances", "1"]);
     let addr = s.addr;
+    // The sleeper retries until it holds the only slot (a probe below may briefly hold it).
     let sleeper = std::thread::spawn(move || {
-        let mut c = std::net::TcpStream::connect(addr).unwrap();
-        c.write_all(b"GET /hang/2/done HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        read_response(&mut BufReader::new(c), false).unwrap().text()
+        loop {
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            c.write_all(b"GET /hang/2/done HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let resp = read_response(&mut BufReader::new(c), false).unwrap();
+            if resp.status != 503 {
+                return resp.text();
+            }
+        }
     });
     // While the only instance slot is held, others are refused with 503 and Retry-After.
     let refused = eventually(Duration::from_secs(10), || {
