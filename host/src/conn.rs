@@ -150,7 +150,7 @@ impl Conn {
     async fn handle(&mut self, mut head: RequestHead) -> Next {
         let start = Instant::now();
         let routes = self.app.routes.load_full();
-        let outcome = match routes.lookup(&head.method, &head.path) {
+        let (outcome, route) = match routes.lookup(&head.method, &head.path) {
             Lookup::Found(found) => {
                 let loaded = found.handler;
                 // The guest gets the header and query strings themselves (moved, not copied);
@@ -167,25 +167,19 @@ impl Conn {
                     params: found.params,
                     remote_addr: self.peer_text.clone(),
                 };
-                let outcome = self.run_handler(&head, request, loaded, start).await;
-                info!(
-                    target: "access",
-                    method = %head.method, path = %head.path, status = outcome.status,
-                    bytes = outcome.bytes, micros = start.elapsed().as_micros() as u64,
-                    route = %loaded.label, peer = %self.peer, live = self.app.runtime.live_instances(),
-                );
-                return outcome.next;
+                (self.run_handler(&head, request, loaded, start).await, Some(&*loaded.label))
             }
             Lookup::MethodNotAllowed { allow } => {
-                self.answer_unrouted(&head, 405, "method not allowed", &[("allow", allow)]).await
+                (self.answer_unrouted(&head, 405, "method not allowed", &[("allow", allow)]).await, None)
             }
-            Lookup::NotFound => self.answer_unrouted(&head, 404, "not found", &[]).await,
-            Lookup::BadPath => self.answer_unrouted(&head, 400, "bad request path", &[]).await,
+            Lookup::NotFound => (self.answer_unrouted(&head, 404, "not found", &[]).await, None),
+            Lookup::BadPath => (self.answer_unrouted(&head, 400, "bad request path", &[]).await, None),
         };
         info!(
             target: "access",
             method = %head.method, path = %head.path, status = outcome.status,
-            bytes = outcome.bytes, micros = start.elapsed().as_micros() as u64, peer = %self.peer,
+            bytes = outcome.bytes, micros = start.elapsed().as_micros() as u64,
+            route = %route.unwrap_or("-"), peer = %self.peer, live = self.app.runtime.live_instances(),
         );
         outcome.next
     }
