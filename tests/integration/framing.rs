@@ -89,12 +89,7 @@ fn long_request_line_is_414_and_big_head_is_431() {
 #[test]
 fn slow_header_gets_408() {
     let (_t, s) = server();
-    let mut c = s.connect();
-    c.write_all(b"GET /x HTTP/1.1\r\nHo").unwrap();
-    let mut r = BufReader::new(c);
-    let resp = read_response(&mut r, false).expect("408 response");
-    assert_eq!(resp.status, 408);
-    assert!(is_closed(&mut r));
+    rejects(&s, b"GET /x HTTP/1.1\r\nHo", 408);
 }
 
 #[test]
@@ -113,12 +108,7 @@ fn idle_keep_alive_connection_is_closed() {
 fn stalled_body_gets_408_and_close() {
     let t = Tree::new(&[("x/ANY.wasm", a::INSPECT)]);
     let s = Server::start(t.path(), &["--body-timeout", "300ms"]);
-    let mut c = s.connect();
-    c.write_all(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc").unwrap();
-    let mut r = BufReader::new(c);
-    let resp = read_response(&mut r, false).expect("408 response");
-    assert_eq!(resp.status, 408);
-    assert!(is_closed(&mut r));
+    rejects(&s, b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc", 408);
 }
 
 #[test]

@@ -9,22 +9,18 @@ use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn body(s: &Server, path: &str) -> (u16, String) {
-    get(s, path)
-}
-
 #[test]
 fn replaced_handler_serves_the_new_version() {
     let t = Tree::new(&[("v/GET.wasm", a::VERSION), ("other/GET.wasm", a::INSPECT)]);
     let s = Server::start(t.path(), &[]);
-    assert_eq!(body(&s, "/v"), (200, "v1".into()));
+    assert_eq!(get(&s, "/v"), (200, "v1".into()));
     t.put("v/GET.wasm", a::VERSION2);
-    assert!(eventually(WAIT, || body(&s, "/v").1 == "v2"), "{}", s.log());
+    assert!(eventually(WAIT, || get(&s, "/v").1 == "v2"), "{}", s.log());
     // Touching a file without changing its content reloads nothing.
     t.put("other/GET.wasm", a::INSPECT);
     t.put("v/GET.wasm", a::VERSION2);
     t.put("w/GET.wasm", a::VERSION);
-    assert!(eventually(WAIT, || body(&s, "/w").0 == 200), "{}", s.log());
+    assert!(eventually(WAIT, || get(&s, "/w").0 == 200), "{}", s.log());
     let log = s.log();
     // Only the changed handlers were compiled: v once, then w; never `other`.
     let reloads: Vec<&str> = log.lines().filter(|l| l.contains("handler reloaded")).collect();
@@ -62,7 +58,7 @@ fn in_flight_requests_and_streams_finish_on_the_old_version() {
     // Swap both handlers.
     t.put("slow/{secs}/{msg}/GET.wasm", a::VERSION);
     t.put("events/GET.wasm", a::SSE_MULTILINE);
-    assert!(eventually(WAIT, || body(&s, "/slow/2/new").1 == "v1"), "{}", s.log());
+    assert!(eventually(WAIT, || get(&s, "/slow/2/new").1 == "v1"), "{}", s.log());
     let fresh = raw_all(&s, b"GET /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert!(String::from_utf8_lossy(&fresh).contains("line one"), "new requests get the new stream");
 
@@ -80,15 +76,15 @@ fn in_flight_requests_and_streams_finish_on_the_old_version() {
 fn corrupt_file_keeps_the_old_version_and_is_retried() {
     let t = Tree::new(&[("v/GET.wasm", a::VERSION)]);
     let s = Server::start(t.path(), &[]);
-    assert_eq!(body(&s, "/v").1, "v1");
+    assert_eq!(get(&s, "/v").1, "v1");
     t.write("v/GET.wasm", b"\0asm\x0d\0\x01\0 truncated");
     assert!(s.wait_for_log("keeping the previous version", WAIT), "{}", s.log());
     let log = s.log();
     assert!(log.contains("v/GET.wasm"), "the error names the file: {log}");
-    assert_eq!(body(&s, "/v"), (200, "v1".into()));
+    assert_eq!(get(&s, "/v"), (200, "v1".into()));
     // Fixed on the next change.
     t.put("v/GET.wasm", a::VERSION2);
-    assert!(eventually(WAIT, || body(&s, "/v").1 == "v2"), "{}", s.log());
+    assert!(eventually(WAIT, || get(&s, "/v").1 == "v2"), "{}", s.log());
 }
 
 #[test]
@@ -100,11 +96,11 @@ fn removed_files_and_new_folders_change_the_routes() {
     std::fs::remove_file(t.file("v/PUT.wasm")).unwrap();
     assert!(eventually(WAIT, || put(&s) == 405), "{}", s.log());
     std::fs::remove_file(t.file("v/GET.wasm")).unwrap();
-    assert!(eventually(WAIT, || body(&s, "/v").0 == 404), "{}", s.log());
+    assert!(eventually(WAIT, || get(&s, "/v").0 == 404), "{}", s.log());
     assert!(s.log().contains("handler removed"));
 
     t.put("brand/new/{x}/GET.wasm", a::VERSION2);
-    assert!(eventually(WAIT, || body(&s, "/brand/new/1") == (200, "v2".into())), "{}", s.log());
+    assert!(eventually(WAIT, || get(&s, "/brand/new/1") == (200, "v2".into())), "{}", s.log());
 }
 
 #[test]
@@ -136,14 +132,14 @@ fn two_hundred_rapid_rewrites_end_on_the_last_version() {
         t.put("v/GET.wasm", if i % 2 == 0 { a::VERSION2 } else { a::VERSION });
     }
     t.put("v/GET.wasm", a::VERSION2);
-    assert!(eventually(WAIT, || body(&s, "/v").1 == "v2"), "{}", s.log());
+    assert!(eventually(WAIT, || get(&s, "/v").1 == "v2"), "{}", s.log());
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (served, failures) = load.join().unwrap();
     assert!(served > 0);
     assert_eq!(failures, 0, "requests failed during rewrites");
     // Still the last version after the dust settles.
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(body(&s, "/v").1, "v2");
+    assert_eq!(get(&s, "/v").1, "v2");
 }
 
 #[test]
@@ -151,10 +147,10 @@ fn sighup_rescans_when_watching_is_off() {
     let t = Tree::new(&[("v/GET.wasm", a::VERSION)]);
     let s = Server::start(t.path(), &["--no-watch"]);
     t.put("v/GET.wasm", a::VERSION2);
-    assert_eq!(body(&s, "/v").1, "v1", "not watching: nothing changes by itself");
+    assert_eq!(get(&s, "/v").1, "v1", "not watching: nothing changes by itself");
     let ok = std::process::Command::new("kill").args(["-HUP", &s.pid().to_string()]).status().unwrap();
     assert!(ok.success());
-    assert!(eventually(WAIT, || body(&s, "/v").1 == "v2"), "{}", s.log());
+    assert!(eventually(WAIT, || get(&s, "/v").1 == "v2"), "{}", s.log());
 }
 
 #[test]
@@ -167,7 +163,7 @@ fn restart_with_a_warm_cache_does_not_recompile() {
     drop(s);
     let s = Server::start(t.path(), &["--cache-dir", dir]);
     assert!(s.wait_for_log("compiled=0 from_cache=2", WAIT), "{}", s.log());
-    assert_eq!(body(&s, "/w").1, "v2");
+    assert_eq!(get(&s, "/w").1, "v2");
     // A corrupt cache entry is never trusted: it is recompiled.
     for entry in walk(cache.path()) {
         std::fs::write(entry, b"garbage").unwrap();
@@ -175,7 +171,7 @@ fn restart_with_a_warm_cache_does_not_recompile() {
     drop(s);
     let s = Server::start(t.path(), &["--cache-dir", dir]);
     assert!(s.wait_for_log("compiled=2 from_cache=0", WAIT), "{}", s.log());
-    assert_eq!(body(&s, "/v").1, "v1");
+    assert_eq!(get(&s, "/v").1, "v1");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
