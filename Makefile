@@ -27,7 +27,7 @@ run: build
 test: wasm-target
 	$(CARGO) test --release --workspace
 
-lint:
+lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 

@@ -8,8 +8,8 @@ use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 use wasm_host::cli::{Cli, Command};
 use wasm_host::config::CompileCache;
-use wasm_host::runtime::Runtime;
-use wasm_host::server::{Server, load_routes, shutdown_signal};
+use wasm_host::runtime::{Runtime, Services};
+use wasm_host::server::{Server, shutdown_signal};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            #[allow(clippy::print_stderr)]
+            #[allow(clippy::print_stderr, reason = "the binary reports its fatal error on stderr")]
             {
                 eprintln!("error: {e:#}");
             }
@@ -50,7 +50,7 @@ fn run(args: wasm_host::cli::RunArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let server = Server::bind(config).await?;
         let addr = server.local_addr()?;
-        #[allow(clippy::print_stdout)]
+        #[allow(clippy::print_stdout, reason = "the readiness line is part of the CLI's output")]
         {
             println!("listening on http://{addr}");
         }
@@ -59,12 +59,12 @@ fn run(args: wasm_host::cli::RunArgs) -> anyhow::Result<()> {
 }
 
 fn list_routes(dir: &std::path::Path) -> anyhow::Result<()> {
-    let runtime = Runtime::new(&Default::default(), &CompileCache::Default)?;
-    let (routes, _) =
-        load_routes(&runtime, dir).with_context(|| format!("cannot load routes from {}", dir.display()))?;
+    let runtime = Runtime::new(&Default::default(), &CompileCache::Default, Services::default())?;
+    let (routes, _) = wasm_host::site::load(&runtime, dir)
+        .with_context(|| format!("cannot load routes from {}", dir.display()))?;
     let rows: Vec<_> = routes.entries().map(|(file, _)| file).collect();
     let width = rows.iter().map(|f| f.route.len()).max().unwrap_or(5).max(5);
-    #[allow(clippy::print_stdout)]
+    #[allow(clippy::print_stdout, reason = "the route table is the command's output")]
     {
         println!("{:<width$}  {:<7}  FILE", "ROUTE", "METHOD");
         for f in rows {

@@ -1,9 +1,11 @@
 //! Sans-IO HTTP/1.1: request head parsing, request body decoding and response encoding.
 //!
 //! This module owns the HTTP/1.1 wire format and nothing else: bytes in, parsed values out
-//! ([`parse_head`], [`BodyDecoder`]), and values in, bytes out ([`encode_head`],
-//! [`chunk_header`], [`error_response`]). It never touches a socket, never spawns or awaits,
-//! and must not depend on wasmtime, the router or the runtime; `conn.rs` joins those.
+//! ([`parse_head`], [`BodyDecoder`]), and values in, bytes out ([`plan_response`] decides a
+//! response's framing, [`encode_head`] writes its head, [`BodyEncoder`] frames and counts its
+//! body, [`encode_event`] encodes Server-Sent Events, [`error_response`] writes the host's own
+//! small answers). It never touches a socket, never spawns or awaits,
+//! and must not depend on wasmtime, the router or the runtime; `conn/` joins those.
 //!
 //! Every limit of [`HttpLimits`] is enforced here, and every framing decision is made in one
 //! strict function (`head::body_framing`, RFC 9112 §6). Anything ambiguous is rejected with a
@@ -12,16 +14,20 @@
 
 pub mod body;
 pub mod date;
+pub mod framing;
 pub mod head;
 pub mod response;
+pub mod sse;
 
 pub use body::{BodyDecoder, Decoded, MAX_CHUNK_SIZE_LINE, MAX_TRAILER_BYTES};
 pub use date::{HTTP_DATE_LEN, http_date};
+pub use framing::{BodyEncoder, BodyError, BodyKind, Framed, ResponsePlan, plan_response};
 pub use head::{BodyFraming, RequestHead, Version, parse_head};
 pub use response::{
     CHUNK_TRAILER, CONTINUE_100, ChunkHeader, LAST_CHUNK, ResponseError, ResponseFraming, chunk_header,
     encode_head, error_response, is_token, reason_phrase, status_allows_body,
 };
+pub use sse::{SSE_HEADERS, SSE_KEEPALIVE, SseError, SseEvent, encode_event};
 
 /// Default for [`HttpLimits::max_request_line`]: 8 KiB.
 ///

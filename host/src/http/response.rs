@@ -44,6 +44,10 @@ pub enum ResponseError {
     /// it; use [`ResponseFraming::UntilClose`].
     #[error("chunked response to an http/1.0 request")]
     ChunkedForHttp10,
+    /// A framing other than [`ResponseFraming::NoBody`] was asked for a status that cannot
+    /// have content (1xx, 204, 304); [`plan_response`](super::plan_response) decides this.
+    #[error("status {0} cannot have a body")]
+    BodyNotAllowed(u16),
 }
 
 /// Written after each chunk's data.
@@ -66,13 +70,14 @@ const HOST_OWNED_HEADERS: [&str; 7] =
 /// Handler headers named `content-length`, `transfer-encoding`, `connection`, `date`,
 /// `keep-alive`, `upgrade` or `trailer` (any case) are dropped. `connection: close` is sent
 /// when `!keep_alive` or for [`ResponseFraming::UntilClose`]; `connection: keep-alive` for
-/// an HTTP/1.0 request kept alive. For 204 and 304 no framing header is written whatever
-/// `framing` says (RFC 9110 §8.6, RFC 9112 §6.1), and the caller must write no body.
+/// an HTTP/1.0 request kept alive. `framing` is written as given: it comes from
+/// [`plan_response`](super::plan_response), the one place that decides it.
 ///
 /// # Errors
 ///
-/// [`ResponseError`] for a status outside `200..=999`, an invalid header name or value, or
-/// chunked framing for an HTTP/1.0 request. Nothing is appended then.
+/// [`ResponseError`] for a status outside `200..=999`, an invalid header name or value,
+/// chunked framing for an HTTP/1.0 request, or framing for a status that cannot have a body
+/// (204, 304). Nothing is appended then.
 pub fn encode_head<'h>(
     out: &mut Vec<u8>,
     version: Version,
@@ -84,7 +89,9 @@ pub fn encode_head<'h>(
     if !(200..=999).contains(&status) {
         return Err(ResponseError::InvalidStatus(status));
     }
-    let framing = if status_allows_body(status) { framing } else { ResponseFraming::NoBody };
+    if !status_allows_body(status) && framing != ResponseFraming::NoBody {
+        return Err(ResponseError::BodyNotAllowed(status));
+    }
     if framing == ResponseFraming::Chunked && version == Version::Http10 {
         return Err(ResponseError::ChunkedForHttp10);
     }
@@ -127,9 +134,18 @@ pub fn encode_head<'h>(
 /// Appends a complete small `text/plain; charset=utf-8` response whose body is `message`
 /// and a newline, with `content-length`, the `extra` headers (e.g. `&[("allow", "GET")]`
 /// for a 405, `&[]` usually), and `connection: close` when `close`. For the host's own
-/// answers (400, 404, 413, 500, 504, …); `status` must allow a body. The host supplies
-/// `extra`, so it is expected to be valid (checked in debug builds only).
-pub fn error_response(out: &mut Vec<u8>, status: u16, message: &str, extra: &[(&str, &str)], close: bool) {
+/// answers (400, 404, 413, 500, 504, …); `status` must allow a body. With `head_only` (the
+/// answer to a HEAD request, RFC 9110 §9.3.2) the head announces the length but no body
+/// follows. The host supplies `extra`, so it is expected to be valid (checked in debug builds
+/// only, which the test suite runs with).
+pub fn error_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    message: &str,
+    extra: &[(&str, &str)],
+    close: bool,
+    head_only: bool,
+) {
     debug_assert!((200..=999).contains(&status) && status_allows_body(status));
     out.reserve(160 + message.len());
     push_status_line(out, status);
@@ -150,8 +166,10 @@ pub fn error_response(out: &mut Vec<u8>, status: u16, message: &str, extra: &[(&
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(message.as_bytes());
-    out.push(b'\n');
+    if !head_only {
+        out.extend_from_slice(message.as_bytes());
+        out.push(b'\n');
+    }
 }
 
 /// Whether a response with this status may have a body: false for 1xx, 204 and 304
@@ -428,13 +446,23 @@ mod tests {
     #[test]
     fn no_framing_headers_for_204_and_304() {
         assert_eq!(
-            head(Version::Http11, 204, &[], ResponseFraming::Length(0), true).unwrap(),
+            head(Version::Http11, 204, &[], ResponseFraming::NoBody, true).unwrap(),
             "HTTP/1.1 204 No Content\r\ndate: <date>\r\n\r\n"
         );
         assert_eq!(
-            head(Version::Http10, 304, &[("etag", b"\"x\"")], ResponseFraming::Chunked, false).unwrap(),
+            head(Version::Http10, 304, &[("etag", b"\"x\"")], ResponseFraming::NoBody, false).unwrap(),
             "HTTP/1.1 304 Not Modified\r\ndate: <date>\r\netag: \"x\"\r\nconnection: close\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn framing_for_a_status_without_content_is_refused() {
+        for (status, framing) in [(204, ResponseFraming::Length(0)), (304, ResponseFraming::Chunked)] {
+            assert_eq!(
+                head(Version::Http11, status, &[], framing, true),
+                Err(ResponseError::BodyNotAllowed(status))
+            );
+        }
     }
 
     #[test]
@@ -544,7 +572,7 @@ mod tests {
     #[test]
     fn error_response_bytes() {
         let mut out = Vec::new();
-        error_response(&mut out, 404, "no route for /x", &[], false);
+        error_response(&mut out, 404, "no route for /x", &[], false, false);
         assert_eq!(
             show(&out),
             "HTTP/1.1 404 Not Found\r\ndate: <date>\r\ncontent-type: text/plain; charset=utf-8\r\n\
@@ -555,7 +583,7 @@ mod tests {
     #[test]
     fn error_response_close_and_extra_headers() {
         let mut out = Vec::new();
-        error_response(&mut out, 405, "method not allowed", &[("allow", "GET, HEAD")], true);
+        error_response(&mut out, 405, "method not allowed", &[("allow", "GET, HEAD")], true, false);
         assert_eq!(
             show(&out),
             "HTTP/1.1 405 Method Not Allowed\r\ndate: <date>\r\ncontent-type: text/plain; charset=utf-8\r\n\
@@ -564,9 +592,20 @@ mod tests {
     }
 
     #[test]
+    fn error_response_to_head_announces_the_length_but_has_no_body() {
+        let mut out = Vec::new();
+        error_response(&mut out, 404, "not found", &[], false, true);
+        assert_eq!(
+            show(&out),
+            "HTTP/1.1 404 Not Found\r\ndate: <date>\r\ncontent-type: text/plain; charset=utf-8\r\n\
+             content-length: 10\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn error_response_length_counts_utf8_bytes() {
         let mut out = Vec::new();
-        error_response(&mut out, 500, "é", &[], true);
+        error_response(&mut out, 500, "é", &[], true, false);
         assert!(show(&out).ends_with("content-length: 3\r\nconnection: close\r\n\r\né\n"));
     }
 
@@ -643,6 +682,7 @@ mod tests {
             ResponseError::InvalidStatus(42),
             ResponseError::InvalidHeader { name: "x".into() },
             ResponseError::ChunkedForHttp10,
+            ResponseError::BodyNotAllowed(204),
         ] {
             let m = e.to_string();
             assert_eq!(m, m.to_lowercase());

@@ -11,25 +11,21 @@
 //!   files/ANY.wasm            any method on /files   (a method file wins over ANY)
 //! ```
 //!
-//! [`scan`] walks such a directory and returns every [`RouteFile`]; [`RouteTable`] is the
+//! `site::scan` walks such a directory and returns every [`RouteFile`]; [`RouteTable`] is the
 //! immutable, generic table built from those files and their loaded handlers, answering
 //! [`RouteTable::lookup`] on the request path. The rules (literal beats `{var}` with
 //! backtracking, HEAD falls back to GET, ANY serves what no method file does, 405 with a
 //! precomputed `Allow`) are documented on [`RouteTable::lookup`].
 //!
-//! This module is pure data plus the directory scan: it must not depend on wasmtime, on the
-//! HTTP codec or on anything async. The handler type is a parameter, so tests use plain values.
+//! This module is pure data: no I/O, and it must not depend on wasmtime, on the HTTP codec or
+//! on anything async. The handler type is a parameter, so tests use plain values.
 
-mod scan;
 mod table;
-mod watch;
 
 use std::fmt;
 use std::path::PathBuf;
 
-pub use scan::{MAX_DEPTH, scan};
 pub use table::{Lookup, Match, RouteTable};
-pub use watch::{DEBOUNCE, RouteWatcher, WatchError};
 
 /// The methods a handler file can be named after.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -128,14 +124,14 @@ impl fmt::Display for MethodKey {
     }
 }
 
-/// One handler file found by [`scan`].
+/// One handler file found by the routes directory scan (`site::scan`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteFile {
     /// The route pattern, e.g. `"/users/{id}"`; `"/"` for the root folder.
     pub route: String,
     /// The method the file is named after.
     pub method: MethodKey,
-    /// The `.wasm` file, as reached from the directory given to [`scan`].
+    /// The `.wasm` file, as reached from the scanned directory.
     pub path: PathBuf,
 }
 
@@ -150,7 +146,7 @@ pub struct ScanError {
 
 impl ScanError {
     /// Wraps the problems found; `None` when there are none.
-    fn from_problems(problems: Vec<Problem>) -> Option<Self> {
+    pub(crate) fn from_problems(problems: Vec<Problem>) -> Option<Self> {
         (!problems.is_empty()).then_some(ScanError { problems })
     }
 
@@ -180,7 +176,7 @@ pub enum Problem {
     /// The routes directory itself is missing or cannot be read.
     #[error("cannot read routes directory `{}`: {source}", path.display())]
     RoutesDirUnreadable {
-        /// The directory given to [`scan`].
+        /// The scanned directory.
         path: PathBuf,
         /// Why.
         source: std::io::Error,
@@ -188,7 +184,7 @@ pub enum Problem {
     /// The routes directory is not a directory.
     #[error("routes directory `{}` is not a directory", path.display())]
     RoutesDirNotADirectory {
-        /// The path given to [`scan`].
+        /// The scanned path.
         path: PathBuf,
     },
     /// A folder or file inside the tree cannot be read (or is a broken symlink).
@@ -280,7 +276,7 @@ pub enum Problem {
         second: PathBuf,
     },
     /// A route pattern that is not `/` or `/segment/...` with valid segments
-    /// (only from [`RouteTable::new`]: [`scan`] builds valid ones).
+    /// (only from [`RouteTable::new`]: the scan builds valid ones).
     #[error("`{}`: invalid route pattern `{route}`: {reason}", path.display())]
     InvalidRoute {
         /// The file the route was given for.
@@ -298,7 +294,7 @@ pub enum Problem {
         /// The ancestor it resolves to.
         target: PathBuf,
     },
-    /// A folder nested deeper than [`MAX_DEPTH`] levels.
+    /// A folder nested deeper than the scan's depth limit.
     #[error("`{}` is nested more than {max} folders deep", path.display())]
     TooDeep {
         /// The first folder past the limit.
@@ -310,7 +306,7 @@ pub enum Problem {
 
 /// What one route segment (a folder name) stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Segment<'a> {
+pub(crate) enum Segment<'a> {
     /// Matches a decoded request segment equal to this.
     Literal(&'a str),
     /// `{name}`: captures any one segment.
@@ -318,7 +314,7 @@ enum Segment<'a> {
 }
 
 /// Parses a folder name or route segment; `None` when it has braces but is not `{name}`.
-fn parse_segment(segment: &str) -> Option<Segment<'_>> {
+pub(crate) fn parse_segment(segment: &str) -> Option<Segment<'_>> {
     if !segment.contains(['{', '}']) {
         return Some(Segment::Literal(segment));
     }

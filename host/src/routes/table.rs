@@ -96,7 +96,7 @@ impl<H> Default for RouteTable<H> {
 }
 
 impl<H> RouteTable<H> {
-    /// Builds the table; the same conflict rules as [`scan`](super::scan) apply: two different
+    /// Builds the table; the same conflict rules as the directory scan apply: two different
     /// `{var}` segments at one level, a parameter name used twice in a route, or two handlers
     /// for one route and method are errors, as is a malformed route pattern. Every problem is
     /// reported.

@@ -1,25 +1,28 @@
 //! Runs handler components: one [`Engine`] (async calls, pooling allocator, epoch interruption),
-//! one [`Linker`] with WASI p2, a [`Handler`] (compiled component + `InstancePre`) per handler
-//! file, and an [`Instance`] per request whose hook calls are bounded by CPU and wall-clock
-//! deadlines.
+//! one [`Linker`] with WASI p2, a [`Handler`] per handler file (compiled component +
+//! `InstancePre`, of one [`World`]), and an [`Instance`] per request whose hook calls are bounded
+//! by CPU and wall-clock deadlines. The instance budget (`--max-instances`) is counted here and
+//! only here: each [`Instance`] holds one permit for as long as it lives.
 //!
 //! Must not parse HTTP or know about sockets: it takes the contract's types in and gives them
-//! out; `conn.rs` does the joining.
+//! out; `conn/` does the joining.
 
 mod bindings;
 mod state;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 
 pub use bindings::{Body, Event, Flow, Header, Request, Response};
 use bindings::{HandlerPre, HandlerWorld};
 use state::HostState;
+pub use state::Services;
 
 use crate::config::{CompileCache, RuntimeLimits};
 
@@ -38,14 +41,53 @@ const MEMORY_KEEP_RESIDENT: usize = 1 << 20;
 /// The same for tables (a handler's function tables are a few KiB).
 const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 
-/// A handler file that could not be loaded.
+/// A handler file that could not be loaded: the file and the typed reason.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot load handler {path}: {reason}")]
-pub struct LoadError {
-    /// The file.
-    pub path: String,
-    /// Why, with wasmtime's explanation (e.g. which export is missing).
-    pub reason: String,
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read handler {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid component (or do not compile).
+    #[error("cannot load handler {}: {reason:#}", path.display())]
+    Compile {
+        /// The file.
+        path: PathBuf,
+        /// wasmtime's explanation.
+        reason: wasmtime::Error,
+    },
+    /// The component imports something the host does not provide.
+    #[error("cannot load handler {}: {reason:#}", path.display())]
+    Link {
+        /// The file.
+        path: PathBuf,
+        /// wasmtime's explanation (which import is missing).
+        reason: wasmtime::Error,
+    },
+    /// The component does not export a world the host can serve.
+    #[error("cannot load handler {}: does not implement the wasm-host handler world: {reason:#}", path.display())]
+    World {
+        /// The file.
+        path: PathBuf,
+        /// wasmtime's explanation (which export is missing or has the wrong type).
+        reason: wasmtime::Error,
+    },
+}
+
+impl LoadError {
+    /// The file that failed to load.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Read { path, .. }
+            | Self::Compile { path, .. }
+            | Self::Link { path, .. }
+            | Self::World { path, .. } => path,
+        }
+    }
 }
 
 /// A failed hook call or pull.
@@ -54,12 +96,18 @@ pub enum GuestError {
     /// The guest trapped (panic, out of memory, bad data); the message is wasmtime's.
     #[error("guest trapped: {0}")]
     Trap(String),
+    /// The guest broke the contract (e.g. `begin` from `stream`).
+    #[error("handler broke the contract: {0}")]
+    Contract(&'static str),
     /// The call used more CPU time than allowed and was interrupted.
     #[error("guest exceeded its cpu time limit of {0:?}")]
     CpuTimeout(Duration),
     /// The call (or request) took longer in wall-clock time than allowed.
     #[error("guest exceeded its deadline")]
     Deadline,
+    /// Every instance permit is taken (`--max-instances`).
+    #[error("no free instance slot (--max-instances reached)")]
+    Busy,
     /// No instance could be created (instance pool or memory exhausted).
     #[error("cannot instantiate: {0}")]
     Instantiate(String),
@@ -97,14 +145,17 @@ pub struct Runtime {
     cache: Option<wasmtime::Cache>,
     linker: Linker<HostState>,
     limits: RuntimeLimits,
-    live: Arc<AtomicUsize>,
+    /// One permit per instance that may be alive at once (`--max-instances`).
+    permits: Arc<Semaphore>,
+    services: Services,
     stop_epoch: Arc<AtomicBool>,
 }
 
 impl Runtime {
     /// Creates the engine (pool sized from `limits.max_instances`, compiled code cached as
-    /// `cache` says) and starts the epoch thread.
-    pub fn new(limits: &RuntimeLimits, cache: &CompileCache) -> anyhow::Result<Self> {
+    /// `cache` says), the instance budget, and starts the epoch thread. `services` are the host
+    /// services every instance is granted.
+    pub fn new(limits: &RuntimeLimits, cache: &CompileCache, services: Services) -> anyhow::Result<Self> {
         let n = limits.max_instances;
         let mut pool = PoolingAllocationConfig::default();
         // A wit-bindgen Rust component is 3 core instances, 2 tables and 1 memory; leave slack
@@ -153,28 +204,47 @@ impl Runtime {
             }
         })?;
 
-        Ok(Self { engine, cache, linker, limits: limits.clone(), live: Arc::default(), stop_epoch })
+        Ok(Self {
+            engine,
+            cache,
+            linker,
+            limits: limits.clone(),
+            permits: Arc::new(Semaphore::new(n as usize)),
+            services,
+            stop_epoch,
+        })
     }
 
-    /// Compiles a handler file's `bytes` and checks it implements the `handler` world (every
-    /// export present, every import satisfiable). Returns the handler and whether its code came
-    /// from the compile cache. Slow when not cached: call it off the request path.
+    /// Compiles a handler file's `bytes` and checks it implements a world the host serves
+    /// (every export present, every import satisfiable). Returns the handler and whether its
+    /// code came from the compile cache. Slow when not cached: call it off the request path.
     pub fn load(&self, path: &Path, bytes: &[u8]) -> Result<(Handler, bool), LoadError> {
-        let err = |reason: String| LoadError { path: path.display().to_string(), reason };
+        let path = || path.to_path_buf();
         let hits_before = self.cache.as_ref().map(wasmtime::Cache::cache_hits);
-        let component = Component::new(&self.engine, bytes).map_err(|e| err(format!("{e:#}")))?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|reason| LoadError::Compile { path: path(), reason })?;
         let cached = self.cache.as_ref().zip(hits_before).is_some_and(|(c, before)| c.cache_hits() > before);
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| err(format!("{e:#}")))?;
-        let pre = HandlerPre::new(pre)
-            .map_err(|e| err(format!("does not implement the wasm-host handler world: {e:#}")))?;
-        Ok((Handler { pre }, cached))
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|reason| LoadError::Link { path: path(), reason })?;
+        let pre = HandlerPre::new(pre).map_err(|reason| LoadError::World { path: path(), reason })?;
+        Ok((Handler { world: WorldPre::Hooks(pre) }, cached))
     }
 
-    /// Creates a fresh instance of `handler` for one request to `route`.
+    /// Creates a fresh instance of `handler` for one request to `route`, holding one permit of
+    /// the instance budget until it is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`GuestError::Busy`] when every permit is taken, [`GuestError::Instantiate`] when the
+    /// pool or the kernel cannot give it memory.
     pub async fn instantiate(&self, handler: &Handler, route: &Arc<str>) -> Result<Instance, GuestError> {
+        let permit = self.permits.clone().try_acquire_owned().map_err(|_| GuestError::Busy)?;
         let max_memory = usize::try_from(self.limits.max_memory).unwrap_or(usize::MAX);
         let budget = ticks(self.limits.cpu_timeout);
-        let mut store = Store::new(&self.engine, HostState::new(route, max_memory, budget));
+        let state = HostState::new(route, max_memory, budget, self.services.clone());
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut cx| {
@@ -186,13 +256,13 @@ impl Runtime {
             }
             Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
         });
-        let live = LiveGuard::new(&self.live);
-        let world = handler
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| GuestError::Instantiate(format!("{e:#}")))?;
-        Ok(Instance { store, world, cpu_timeout: self.limits.cpu_timeout, _live: live })
+        let world = match &handler.world {
+            WorldPre::Hooks(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| GuestError::Instantiate(format!("{e:#}")))?,
+        };
+        Ok(Instance { store, world, cpu_timeout: self.limits.cpu_timeout, _permit: permit })
     }
 
     /// The limits this runtime enforces.
@@ -202,7 +272,7 @@ impl Runtime {
 
     /// Guest instances alive right now (running or holding a streaming response).
     pub fn live_instances(&self) -> usize {
-        self.live.load(Ordering::Relaxed)
+        self.limits.max_instances as usize - self.permits.available_permits()
     }
 }
 
@@ -216,35 +286,52 @@ fn ticks(d: Duration) -> u64 {
     (d.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64
 }
 
-/// A loaded handler file: compiled and pre-linked once, instantiated per request.
-#[derive(Clone)]
-pub struct Handler {
-    pre: HandlerPre<HostState>,
+/// The world a handler component implements. Each world has its own way to serve a request;
+/// a standard `wasi:http` proxy world joins here as a second variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum World {
+    /// wasm-host's own `handler` world (`wit/handler.wit`): the before/stream/after hooks.
+    Hooks,
 }
 
-/// Counts live instances; decremented when the instance is dropped, however it ends.
-struct LiveGuard(Arc<AtomicUsize>);
-
-impl LiveGuard {
-    fn new(live: &Arc<AtomicUsize>) -> Self {
-        live.fetch_add(1, Ordering::Relaxed);
-        Self(live.clone())
+impl World {
+    /// The WIT name, for the route listing.
+    pub fn name(self) -> &'static str {
+        match self {
+            World::Hooks => "wasm-host:http/handler",
+        }
     }
 }
 
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+/// A pre-linked component, by world.
+#[derive(Clone)]
+enum WorldPre {
+    Hooks(HandlerPre<HostState>),
+}
+
+/// A loaded handler file: compiled and pre-linked once, instantiated per request.
+#[derive(Clone)]
+pub struct Handler {
+    world: WorldPre,
+}
+
+impl Handler {
+    /// The world the component implements.
+    pub fn world(&self) -> World {
+        match self.world {
+            WorldPre::Hooks(_) => World::Hooks,
+        }
     }
 }
 
 /// One request's guest instance. Each call runs under a CPU budget and a wall-clock deadline;
-/// after any error the instance must be dropped, not called again.
+/// after any error the instance must be dropped, not called again. Holds one permit of the
+/// instance budget until dropped.
 pub struct Instance {
     store: Store<HostState>,
     world: HandlerWorld,
     cpu_timeout: Duration,
-    _live: LiveGuard,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Instance {

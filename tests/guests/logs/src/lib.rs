@@ -1,7 +1,7 @@
 //! Writes `hello from stdout` to stdout and `hello from stderr` to stderr, then answers
 //! `logged`: the host should log both lines, prefixed by the route.
 
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "printing is what this guest tests")]
 
 use wasm_host_sdk::prelude::*;
 

@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{MethodKey, Problem, RouteFile, ScanError, Segment, parse_segment};
+use crate::routes::{MethodKey, Problem, RouteFile, ScanError, Segment, parse_segment};
 
 /// How many folders deep a routes tree may go. Real routes are a handful of levels; the cap
 /// keeps a pathological tree (or a symlink loop the cycle check misses) from running away.

@@ -1,112 +1,22 @@
-//! Binding, the accept loop, the guards on resources (connection and instance budgets) and
-//! graceful shutdown. Everything a connection needs is in the shared [`App`].
+//! Listening, the accept loop, the connection budget and graceful shutdown. Each accepted
+//! stream goes to `conn::serve`, which never learns what kind of stream it is; a TLS listener
+//! joins here as a second way to turn an accepted socket into a stream.
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::app::App;
 use crate::config::Config;
-use crate::routes::{RouteFile, RouteTable, RouteWatcher, scan};
-use crate::runtime::{ContentHash, Handler, LoadError, Runtime};
-
-/// A handler ready to serve, with the label its log lines carry (e.g. `GET /users/{id}`).
-pub struct LoadedHandler {
-    /// The compiled, pre-linked component.
-    pub handler: Handler,
-    /// `METHOD /route`, shared by every request's log lines.
-    pub label: Arc<str>,
-    /// The version: the hash of the file's bytes.
-    pub hash: ContentHash,
-}
-
-/// The route table the server serves from. Handlers are shared between table versions, so a
-/// reload only compiles what changed and a request keeps its version alive until it ends.
-pub type Routes = RouteTable<Arc<LoadedHandler>>;
-
-/// Why a routes directory could not be loaded: every problem found, one per line.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", .problems.join("\n"))]
-pub struct RoutesError {
-    /// One message per problem, each naming its file.
-    pub problems: Vec<String>,
-}
-
-/// How a routes directory was loaded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LoadSummary {
-    /// Handlers compiled from scratch.
-    pub compiled: usize,
-    /// Handlers whose compiled code came from the on-disk cache.
-    pub cached: usize,
-}
-
-/// Loads one handler file from its `bytes`; also says whether its code came from the cache.
-pub fn load_file(
-    runtime: &Runtime,
-    file: &RouteFile,
-    bytes: &[u8],
-    hash: ContentHash,
-) -> Result<(LoadedHandler, bool), LoadError> {
-    let (handler, cached) = runtime.load(&file.path, bytes)?;
-    let label = format!("{} {}", file.method.as_str(), file.route).into();
-    Ok((LoadedHandler { handler, label, hash }, cached))
-}
-
-/// Scans `dir` and loads every handler file in it, reporting every failure (not just the first).
-pub fn load_routes(runtime: &Runtime, dir: &Path) -> Result<(Routes, LoadSummary), RoutesError> {
-    let files = scan(dir).map_err(|e| RoutesError { problems: vec![e.to_string()] })?;
-    let mut loaded = Vec::with_capacity(files.len());
-    let mut problems = Vec::new();
-    let mut summary = LoadSummary::default();
-    for file in files {
-        let result = std::fs::read(&file.path)
-            .map_err(|e| LoadError {
-                path: file.path.display().to_string(),
-                reason: format!("cannot read file: {e}"),
-            })
-            .and_then(|bytes| load_file(runtime, &file, &bytes, ContentHash::of(&bytes)));
-        match result {
-            Ok((handler, cached)) => {
-                if cached {
-                    summary.cached += 1;
-                } else {
-                    summary.compiled += 1;
-                }
-                loaded.push((file, Arc::new(handler)));
-            }
-            Err(e) => problems.push(e.to_string()),
-        }
-    }
-    if !problems.is_empty() {
-        return Err(RoutesError { problems });
-    }
-    let table = RouteTable::new(loaded).map_err(|e| RoutesError { problems: vec![e.to_string()] })?;
-    Ok((table, summary))
-}
-
-/// State shared by every connection.
-pub struct App {
-    /// The validated configuration.
-    pub config: Config,
-    /// The wasm runtime.
-    pub runtime: Runtime,
-    /// The current route table; each request works on the snapshot it loaded.
-    pub routes: ArcSwap<Routes>,
-    /// Live guest instances allowed at once.
-    pub instances: Semaphore,
-    /// Cancelled when the server starts shutting down.
-    pub shutdown: CancellationToken,
-}
+use crate::runtime::{Runtime, Services};
+use crate::site::{self, RouteWatcher};
 
 /// A server whose listener is bound and whose routes are loaded, ready to run.
 pub struct Server {
@@ -120,10 +30,10 @@ impl Server {
     /// runtime.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
-        let runtime =
-            Runtime::new(&config.runtime, &config.cache).context("cannot create the wasm engine")?;
+        let runtime = Runtime::new(&config.runtime, &config.cache, Services::default())
+            .context("cannot create the wasm engine")?;
         let started = std::time::Instant::now();
-        let (routes, summary) = load_routes(&runtime, &config.routes_dir)
+        let (routes, summary) = site::load(&runtime, &config.routes_dir)
             .with_context(|| format!("cannot load routes from {}", config.routes_dir.display()))?;
         info!(
             handlers = routes.len(),
@@ -148,13 +58,7 @@ impl Server {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let app = Arc::new(App {
-            instances: Semaphore::new(config.runtime.max_instances as usize),
-            routes: ArcSwap::from_pointee(routes),
-            runtime,
-            shutdown: CancellationToken::new(),
-            config,
-        });
+        let app = Arc::new(App::new(config, runtime, routes));
         Ok(Self { listener, app, watcher })
     }
 
@@ -181,7 +85,7 @@ impl Server {
             watch = watcher.is_some(),
             "serving"
         );
-        let reloader = tokio::spawn(crate::reload::watch(app.clone(), watcher));
+        let reloader = tokio::spawn(site::watch(app.clone(), watcher));
         let connections = Arc::new(Semaphore::new(config.max_connections));
         let tracker = TaskTracker::new();
         tokio::pin!(shutdown);
@@ -198,6 +102,8 @@ impl Server {
             };
             match accepted {
                 Ok((stream, peer)) => {
+                    // SSE and small responses must not wait for Nagle.
+                    let _ = stream.set_nodelay(true);
                     let app = app.clone();
                     tracker.spawn(async move {
                         crate::conn::serve(stream, peer, app).await;

@@ -1,0 +1,476 @@
+//! One request on a connection: route it, run the handler's hooks on a fresh instance, write
+//! its response (whole, streamed, or full duplex). Failures go through `Conn::fail`, the one
+//! place that turns them into what is sent.
+
+use std::mem;
+use std::time::Instant;
+
+use bytes::Buf as _;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::body::{BodySource, PumpTimes, pump};
+use super::failure::Failure;
+use super::{Conn, Next, Outcome};
+use crate::app::LoadedHandler;
+use crate::config::{DRAIN_LIMIT, STREAM_CHUNK_SIZE};
+use crate::http::{
+    BodyDecoder, BodyEncoder, BodyFraming, BodyKind, CONTINUE_100, Decoded, RequestHead, SSE_HEADERS,
+    encode_head, plan_response,
+};
+use crate::routes::Lookup;
+use crate::runtime::{Body, Flow, GuestError, Header, Instance, Request, Response};
+
+/// The request body, as far as the exchange has dealt with it.
+struct RequestBody {
+    decoder: BodyDecoder,
+    /// `Expect: 100-continue` was sent and `100 Continue` was not yet: the client may hold the
+    /// body back until it gets one.
+    awaiting_continue: bool,
+    /// Some of the body went to the handler, so the rest cannot just be skipped.
+    handed_out: bool,
+    /// The handler took the whole body (the decoder reached its end through `stream`).
+    fed_to_end: bool,
+    /// Whether the body is out of the way (read or drained), once that was decided.
+    settled: Option<bool>,
+}
+
+impl RequestBody {
+    fn new(head: &RequestHead, max_body: Option<u64>) -> Self {
+        Self {
+            decoder: BodyDecoder::new(head.framing, max_body),
+            awaiting_continue: head.expect_continue && head.framing != BodyFraming::None,
+            handed_out: false,
+            fed_to_end: false,
+            settled: None,
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    /// Routes and answers one request, and logs its access line.
+    pub(super) async fn exchange(&mut self, mut head: RequestHead) -> Next {
+        let start = Instant::now();
+        let routes = self.app.routes.load_full();
+        let mut body = RequestBody::new(&head, self.app.config.http.max_body);
+        let (outcome, route) = match routes.lookup(&head.method, &head.path) {
+            Lookup::Found(found) => {
+                let loaded = found.handler;
+                let request = guest_request(&mut head, found.params, &self.peer_text);
+                (self.run_handler(&head, &mut body, request, loaded, start).await, Some(&*loaded.label))
+            }
+            Lookup::MethodNotAllowed { allow } => {
+                (self.fail(&head, &mut body, Failure::MethodNotAllowed(allow.into()), None).await, None)
+            }
+            Lookup::NotFound => (self.fail(&head, &mut body, Failure::NotFound, None).await, None),
+            Lookup::BadPath => (self.fail(&head, &mut body, Failure::BadPath, None).await, None),
+        };
+        self.log_access(&head, &outcome, route, start);
+        outcome.next
+    }
+
+    /// Answers a failure that happened before any response head went out: the one place every
+    /// such failure becomes what is sent. HEAD gets no body; the connection closes when the
+    /// failure demands it, the request asked for it, or the body cannot be skipped.
+    async fn fail(
+        &mut self,
+        head: &RequestHead,
+        body: &mut RequestBody,
+        failure: Failure,
+        route: Option<&str>,
+    ) -> Outcome {
+        failure.log(route, false);
+        let Some(answer) = failure.answer() else {
+            return Outcome::closed();
+        };
+        let close = answer.close
+            || !head.keep_alive
+            || self.app.shutdown.is_cancelled()
+            || !self.settle_body(body).await;
+        self.send_answer(&answer, close, head.method == "HEAD").await
+    }
+
+    /// Runs the handler's hooks for one request and writes its response.
+    async fn run_handler(
+        &mut self,
+        head: &RequestHead,
+        body: &mut RequestBody,
+        request: Request,
+        loaded: &LoadedHandler,
+        start: Instant,
+    ) -> Outcome {
+        let route = Some(&*loaded.label);
+        let deadline = start + self.app.runtime.limits().request_timeout;
+        let mut inst = match self.app.runtime.instantiate(&loaded.handler, &loaded.label).await {
+            Ok(inst) => inst,
+            Err(e) => return self.fail(head, body, e.into(), route).await,
+        };
+        let flow = match inst.before(&request, deadline).await {
+            Ok(flow) => flow,
+            Err(e) => return self.fail(head, body, e.into(), route).await,
+        };
+        drop(request);
+        let response = match flow {
+            Flow::Proceed => match self.feed_body(body, &mut inst, deadline).await {
+                Ok(Some(early)) => early,
+                Ok(None) => match inst.after(deadline).await {
+                    Ok(response) => response,
+                    Err(e) => return self.fail(head, body, e.into(), route).await,
+                },
+                Err(failure) => return self.fail(head, body, failure, route).await,
+            },
+            Flow::Close => return self.fail(head, body, Failure::HandlerClosed, route).await,
+            Flow::Respond(response) => response,
+            Flow::Begin(response) => return self.duplex(head, body, response, inst, route).await,
+        };
+        self.respond(head, body, response, inst, route).await
+    }
+
+    /// Hands the request body to the `stream` hook, chunk by chunk, as it arrives (reading the
+    /// socket only once the guest took the previous chunk). `Ok(Some)`: the hook answered
+    /// early; the rest of the body stays unread.
+    async fn feed_body(
+        &mut self,
+        body: &mut RequestBody,
+        inst: &mut Instance,
+        deadline: Instant,
+    ) -> Result<Option<Response>, Failure> {
+        if body.decoder.is_done() {
+            return Ok(None);
+        }
+        self.send_continue(body).await?;
+        loop {
+            let (consumed, step) = body.decoder.decode(&self.io.buf)?;
+            match step {
+                Decoded::Data(range) => {
+                    body.handed_out = true;
+                    let mut early = None;
+                    for piece in self.io.buf[range].chunks(STREAM_CHUNK_SIZE) {
+                        match inst.stream(piece, deadline).await {
+                            Ok(Flow::Proceed) => continue,
+                            Ok(Flow::Close) => early = Some(Err(Failure::HandlerClosed)),
+                            Ok(Flow::Respond(response)) => early = Some(Ok(Some(response))),
+                            Ok(Flow::Begin(_)) => {
+                                early = Some(Err(GuestError::Contract(
+                                    "`begin` is only allowed from `before`",
+                                )
+                                .into()))
+                            }
+                            Err(e) => early = Some(Err(e.into())),
+                        }
+                        break;
+                    }
+                    // The decoder counted these bytes as read: never leave them in the buffer,
+                    // where they could be parsed as a request.
+                    self.io.buf.advance(consumed);
+                    if let Some(early) = early {
+                        return early;
+                    }
+                }
+                Decoded::NeedMore => {
+                    self.io.buf.advance(consumed);
+                    self.io.read_body_bytes(self.app.config.timeouts.body).await?;
+                }
+                Decoded::Done => {
+                    self.io.buf.advance(consumed);
+                    body.fed_to_end = true;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// Sends `100 Continue` if the client is waiting for it.
+    async fn send_continue(&mut self, body: &mut RequestBody) -> Result<(), Failure> {
+        if body.awaiting_continue {
+            self.io.write_parts([CONTINUE_100]).await.map_err(|_| Failure::ClientGone)?;
+            body.awaiting_continue = false;
+        }
+        Ok(())
+    }
+
+    /// Gets the rest of the request body out of the way so the connection can serve another
+    /// request: true if the handler took all of it, or none of it and the rest could be
+    /// drained (at most [`DRAIN_LIMIT`] bytes, the client not waiting for `100 Continue`). A
+    /// handler that answered in the middle of the body closes the connection.
+    async fn settle_body(&mut self, body: &mut RequestBody) -> bool {
+        if let Some(settled) = body.settled {
+            return settled;
+        }
+        let settled = body.fed_to_end
+            || (!body.handed_out
+                && (body.decoder.is_done()
+                    || (!body.awaiting_continue && self.drain(&mut body.decoder).await)));
+        body.settled = Some(settled);
+        settled
+    }
+
+    /// Reads and discards what is left of a request body, up to [`DRAIN_LIMIT`] bytes.
+    async fn drain(&mut self, decoder: &mut BodyDecoder) -> bool {
+        let start = decoder.received();
+        while !decoder.is_done() {
+            let Ok((consumed, step)) = decoder.decode(&self.io.buf) else {
+                return false;
+            };
+            self.io.buf.advance(consumed);
+            if decoder.received() - start > DRAIN_LIMIT {
+                return false;
+            }
+            if matches!(step, Decoded::NeedMore)
+                && self.io.read_body_bytes(self.app.config.timeouts.body).await.is_err()
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Writes a handler's response: its head, then its body of whichever kind.
+    async fn respond(
+        &mut self,
+        head: &RequestHead,
+        body: &mut RequestBody,
+        response: Response,
+        inst: Instance,
+        route: Option<&str>,
+    ) -> Outcome {
+        let keep_alive = head.keep_alive && !self.app.shutdown.is_cancelled() && self.settle_body(body).await;
+        let plan = plan_response(
+            head.method == "HEAD",
+            head.version,
+            response.status,
+            body_kind(&response.body),
+            keep_alive,
+        );
+        self.io.out.clear();
+        let headers = response_headers(&response, plan.event_stream);
+        if let Err(e) = encode_head(
+            &mut self.io.out,
+            head.version,
+            response.status,
+            headers,
+            plan.framing,
+            plan.keep_alive,
+        ) {
+            return self.fail(head, body, e.into(), route).await;
+        }
+        let status = Some(response.status);
+        let next = if plan.keep_alive { Next::KeepAlive } else { Next::Close };
+        // A full body goes out with its head in one write.
+        let full: &[u8] = match &response.body {
+            Body::Full(bytes) if plan.send_body => bytes,
+            _ => &[],
+        };
+        if self.io.write_out_with(full).await.is_err() {
+            return Outcome { status, bytes: 0, next: Next::Close };
+        }
+        let mut wire = (self.io.out.len() + full.len()) as u64;
+        let mut source = match response.body {
+            Body::Chunked | Body::Sized(_) if plan.send_body => BodySource::chunks(inst),
+            Body::Events if plan.send_body => BodySource::events(inst),
+            _ => return Outcome { status, bytes: wire, next },
+        };
+        let mut encoder = BodyEncoder::new(plan.framing);
+        let times = self.pump_times();
+        let result = pump(&mut self.io, &mut source, &mut encoder, times, &mut wire).await;
+        // The instance goes before the access line is written, so `live` counts it out.
+        drop(source);
+        finish_stream(result, route, status, wire, next)
+    }
+
+    /// Runs a full-duplex exchange (`flow::begin`): the response head goes out now, then body
+    /// chunks in and response chunks out alternate until both ends are done. Always closes the
+    /// connection after: whatever body the guest did not wait for must not be read as a next
+    /// request.
+    async fn duplex(
+        &mut self,
+        head: &RequestHead,
+        body: &mut RequestBody,
+        response: Response,
+        mut inst: Instance,
+        route: Option<&str>,
+    ) -> Outcome {
+        if !matches!(response.body, Body::Chunked | Body::Sized(_)) {
+            let e = GuestError::Contract("`begin` needs a chunked or sized body");
+            return self.fail(head, body, e.into(), route).await;
+        }
+        if let Err(failure) = self.send_continue(body).await {
+            return self.fail(head, body, failure, route).await;
+        }
+        body.handed_out = true;
+        let plan = plan_response(
+            head.method == "HEAD",
+            head.version,
+            response.status,
+            body_kind(&response.body),
+            false,
+        );
+        self.io.out.clear();
+        let headers = response_headers(&response, false);
+        if let Err(e) =
+            encode_head(&mut self.io.out, head.version, response.status, headers, plan.framing, false)
+        {
+            return self.fail(head, body, e.into(), route).await;
+        }
+        let status = Some(response.status);
+        if self.io.write_out_with(&[]).await.is_err() {
+            return Outcome { status, bytes: 0, next: Next::Close };
+        }
+        let mut wire = self.io.out.len() as u64;
+        if !plan.send_body {
+            return Outcome { status, bytes: wire, next: Next::Close };
+        }
+        let mut encoder = BodyEncoder::new(plan.framing);
+        let result = self.duplex_body(body, &mut inst, &mut encoder, &mut wire).await;
+        drop(inst);
+        finish_stream(result, route, status, wire, Next::Close)
+    }
+
+    /// The body half of [`duplex`](Self::duplex).
+    async fn duplex_body(
+        &mut self,
+        body: &mut RequestBody,
+        inst: &mut Instance,
+        encoder: &mut BodyEncoder,
+        wire: &mut u64,
+    ) -> Result<(), Failure> {
+        let pull_timeout = self.app.runtime.limits().pull_timeout;
+        loop {
+            let (consumed, step) = body.decoder.decode(&self.io.buf)?;
+            match step {
+                Decoded::Data(range) => {
+                    let mut at = range.start;
+                    while at < range.end {
+                        let end = (at + STREAM_CHUNK_SIZE).min(range.end);
+                        duplex_stream(inst, &self.io.buf[at..end], pull_timeout).await?;
+                        at = end;
+                        if !self.pump_until_idle(inst, encoder, wire).await? {
+                            return self.end_body(encoder, wire).await;
+                        }
+                    }
+                    self.io.buf.advance(consumed);
+                }
+                Decoded::NeedMore => {
+                    self.io.buf.advance(consumed);
+                    self.io.read_body_bytes(self.app.config.timeouts.body).await?;
+                }
+                Decoded::Done => {
+                    self.io.buf.advance(consumed);
+                    duplex_stream(inst, &[], pull_timeout).await?;
+                    while self.pump_until_idle(inst, encoder, wire).await? {}
+                    return self.end_body(encoder, wire).await;
+                }
+            }
+        }
+    }
+
+    /// Pulls `next-chunk` until the guest returns an empty chunk (nothing ready: `Ok(true)`) or
+    /// `none` (the response is complete: `Ok(false)`), writing each chunk.
+    async fn pump_until_idle(
+        &mut self,
+        inst: &mut Instance,
+        encoder: &mut BodyEncoder,
+        wire: &mut u64,
+    ) -> Result<bool, Failure> {
+        loop {
+            let deadline = Instant::now() + self.app.runtime.limits().pull_timeout;
+            match inst.next_chunk(deadline).await? {
+                None => return Ok(false),
+                Some(chunk) if chunk.is_empty() => return Ok(true),
+                Some(chunk) => {
+                    let framed = encoder.frame(&chunk)?;
+                    self.io.write_parts(framed.parts()).await.map_err(|_| Failure::ClientGone)?;
+                    *wire += framed.wire_len() as u64;
+                }
+            }
+        }
+    }
+
+    /// Ends a streamed body (the last chunk, or the length check).
+    async fn end_body(&mut self, encoder: &mut BodyEncoder, wire: &mut u64) -> Result<(), Failure> {
+        let end = encoder.finish()?;
+        self.io.write_parts([end]).await.map_err(|_| Failure::ClientGone)?;
+        *wire += end.len() as u64;
+        Ok(())
+    }
+
+    fn pump_times(&self) -> PumpTimes {
+        PumpTimes {
+            pull_timeout: self.app.runtime.limits().pull_timeout,
+            sse_keepalive: self.app.config.timeouts.sse_keepalive,
+        }
+    }
+}
+
+/// The guest's view of the request. The header and query strings move into it (not copied);
+/// the head keeps what the connection still needs.
+fn guest_request(head: &mut RequestHead, params: Vec<(String, String)>, peer: &str) -> Request {
+    Request {
+        method: head.method.clone(),
+        path: percent_encoding::percent_decode_str(&head.path).decode_utf8_lossy().into_owned(),
+        query: mem::take(&mut head.query),
+        protocol: head.version.as_str().to_owned(),
+        headers: mem::take(&mut head.headers)
+            .into_iter()
+            .map(|(name, value)| Header { name, value })
+            .collect(),
+        params,
+        remote_addr: peer.to_owned(),
+    }
+}
+
+/// The body kind a guest response declares.
+fn body_kind(body: &Body) -> BodyKind {
+    match body {
+        Body::Full(bytes) => BodyKind::Full(bytes.len() as u64),
+        Body::Sized(n) => BodyKind::Sized(*n),
+        Body::Chunked => BodyKind::Stream,
+        Body::Events => BodyKind::Events,
+    }
+}
+
+/// The head fields of a guest response, borrowed; an event stream's `content-type` and
+/// `cache-control` are the host's.
+fn response_headers(response: &Response, event_stream: bool) -> impl Iterator<Item = (&str, &[u8])> {
+    let replaced = move |name: &str| {
+        event_stream
+            && (name.eq_ignore_ascii_case("content-type") || name.eq_ignore_ascii_case("cache-control"))
+    };
+    response
+        .headers
+        .iter()
+        .filter(move |h| !replaced(&h.name))
+        .map(|h| (h.name.as_str(), h.value.as_slice()))
+        .chain(SSE_HEADERS.iter().copied().filter(move |_| event_stream))
+}
+
+/// Passes one body chunk (empty: the body is complete) to `stream` during a duplex exchange.
+/// Once the response head is out it is a streaming response: each call gets the per-pull
+/// deadline, and only `proceed` makes sense.
+async fn duplex_stream(
+    inst: &mut Instance,
+    chunk: &[u8],
+    pull_timeout: std::time::Duration,
+) -> Result<(), Failure> {
+    match inst.stream(chunk, Instant::now() + pull_timeout).await? {
+        Flow::Proceed => Ok(()),
+        _ => Err(GuestError::Contract("only `proceed` is allowed from `stream` after `begin`").into()),
+    }
+}
+
+/// The outcome of a streamed body: a failure after the head aborts the connection (logged),
+/// never a second response.
+fn finish_stream(
+    result: Result<(), Failure>,
+    route: Option<&str>,
+    status: Option<u16>,
+    wire: u64,
+    next: Next,
+) -> Outcome {
+    match result {
+        Ok(()) => Outcome { status, bytes: wire, next },
+        Err(failure) => {
+            failure.log(route, true);
+            Outcome { status, bytes: wire, next: Next::Close }
+        }
+    }
+}

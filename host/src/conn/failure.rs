@@ -1,0 +1,188 @@
+//! Every way an exchange can end without the handler's own response, and the one mapping from
+//! such a failure to what the client is sent ([`Failure::answer`]). Custom error pages plug in
+//! here; so do the rules that hold for every host answer (no body for HEAD, `connection:
+//! close` when the request asked for it), which `Conn::fail` applies.
+
+use std::borrow::Cow;
+
+use tracing::{info, warn};
+
+use crate::http::{BodyError, RequestError, ResponseError, SseError};
+use crate::runtime::GuestError;
+
+/// Why an exchange ended without (or in the middle of) the handler's response.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Failure {
+    /// The codec refused the request head or body.
+    #[error(transparent)]
+    Malformed(#[from] RequestError),
+    /// The request head did not arrive within `--header-timeout`.
+    #[error("request head not received in time")]
+    HeadTimeout,
+    /// The request body stalled for `--body-timeout`.
+    #[error("request body not received in time")]
+    BodyTimeout,
+    /// The client closed or reset the connection.
+    #[error("client went away")]
+    ClientGone,
+    /// The path cannot be routed safely (`.`/`..` segments, bad percent-encoding).
+    #[error("bad request path")]
+    BadPath,
+    /// No route matches the path.
+    #[error("not found")]
+    NotFound,
+    /// The route has no handler for the method; the `Allow` value.
+    #[error("method not allowed")]
+    MethodNotAllowed(Box<str>),
+    /// The handler asked to drop the connection (`flow::close`).
+    #[error("handler closed the connection")]
+    HandlerClosed,
+    /// A hook call or pull failed, or no instance could be had.
+    #[error(transparent)]
+    Guest(#[from] GuestError),
+    /// The handler's response head cannot be written.
+    #[error("handler returned an invalid response: {0}")]
+    InvalidResponse(#[from] ResponseError),
+    /// The handler produced an event that cannot be encoded.
+    #[error("handler returned an invalid event: {0}")]
+    InvalidEvent(#[from] SseError),
+    /// A sized body ended short or ran long.
+    #[error(transparent)]
+    BodyLength(#[from] BodyError),
+}
+
+/// A plain-text answer the host sends for a failure before any response head went out.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Answer {
+    /// The status.
+    pub status: u16,
+    /// The body text (a newline is added).
+    pub message: Cow<'static, str>,
+    /// Extra head fields (`allow`, `retry-after`).
+    pub extra: Option<(&'static str, Box<str>)>,
+    /// The connection cannot be reused after this, whatever the request asked: the framing
+    /// of what follows is unknown or the client is misbehaving.
+    pub close: bool,
+}
+
+impl Failure {
+    /// What the client is sent for this failure if no response head went out yet; `None`:
+    /// nothing, the connection is closed. After a response head, every failure closes the
+    /// connection instead: there is never a second response.
+    pub(super) fn answer(&self) -> Option<Answer> {
+        let plain = |status, message: &'static str, close| Answer {
+            status,
+            message: Cow::Borrowed(message),
+            extra: None,
+            close,
+        };
+        Some(match self {
+            Failure::Malformed(e) => {
+                Answer { status: e.status(), message: e.to_string().into(), extra: None, close: true }
+            }
+            Failure::HeadTimeout => plain(408, "request head not received in time", true),
+            Failure::BodyTimeout => plain(408, "request body not received in time", true),
+            Failure::BadPath => plain(400, "bad request path", true),
+            Failure::NotFound => plain(404, "not found", false),
+            Failure::MethodNotAllowed(allow) => {
+                Answer { extra: Some(("allow", allow.clone())), ..plain(405, "method not allowed", false) }
+            }
+            Failure::Guest(GuestError::Busy | GuestError::Instantiate(_)) => {
+                Answer { extra: Some(("retry-after", "1".into())), ..plain(503, "server busy", false) }
+            }
+            Failure::Guest(GuestError::CpuTimeout(_) | GuestError::Deadline) => {
+                plain(504, "handler timed out", false)
+            }
+            Failure::Guest(GuestError::Trap(_) | GuestError::Contract(_))
+            | Failure::InvalidResponse(_)
+            | Failure::InvalidEvent(_)
+            | Failure::BodyLength(_) => plain(500, "internal server error", false),
+            Failure::ClientGone | Failure::HandlerClosed => return None,
+        })
+    }
+
+    /// Logs the failure: the handler's faults and broken streams as warnings with the route,
+    /// the client's own doings as info.
+    pub(super) fn log(&self, route: Option<&str>, head_sent: bool) {
+        let route = route.unwrap_or("-");
+        match self {
+            Failure::ClientGone if head_sent => {
+                info!(route = %route, "client went away during the response body")
+            }
+            Failure::Guest(GuestError::Busy) => warn!(route = %route, "{self}"),
+            Failure::Guest(_)
+            | Failure::InvalidResponse(_)
+            | Failure::InvalidEvent(_)
+            | Failure::BodyLength(_)
+                if head_sent =>
+            {
+                warn!(route = %route, "response body aborted: {self}")
+            }
+            Failure::Guest(_)
+            | Failure::InvalidResponse(_)
+            | Failure::InvalidEvent(_)
+            | Failure::BodyLength(_) => {
+                warn!(route = %route, "handler failed: {self}")
+            }
+            Failure::Malformed(_) | Failure::HeadTimeout | Failure::BodyTimeout if head_sent => {
+                info!(route = %route, "request body failed during a duplex exchange: {self}")
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn status(f: Failure) -> Option<u16> {
+        f.answer().map(|a| a.status)
+    }
+
+    #[test]
+    fn every_failure_maps_to_one_answer() {
+        assert_eq!(status(Failure::Malformed(RequestError::UriTooLong)), Some(414));
+        assert_eq!(status(Failure::Malformed(RequestError::PayloadTooLarge)), Some(413));
+        assert_eq!(status(Failure::HeadTimeout), Some(408));
+        assert_eq!(status(Failure::BodyTimeout), Some(408));
+        assert_eq!(status(Failure::BadPath), Some(400));
+        assert_eq!(status(Failure::NotFound), Some(404));
+        assert_eq!(status(Failure::MethodNotAllowed("GET".into())), Some(405));
+        assert_eq!(status(Failure::Guest(GuestError::Busy)), Some(503));
+        assert_eq!(status(Failure::Guest(GuestError::Instantiate("oom".into()))), Some(503));
+        assert_eq!(status(Failure::Guest(GuestError::Deadline)), Some(504));
+        assert_eq!(status(Failure::Guest(GuestError::CpuTimeout(Duration::from_secs(1)))), Some(504));
+        assert_eq!(status(Failure::Guest(GuestError::Trap("x".into()))), Some(500));
+        assert_eq!(status(Failure::InvalidResponse(ResponseError::InvalidStatus(42))), Some(500));
+        assert_eq!(status(Failure::ClientGone), None);
+        assert_eq!(status(Failure::HandlerClosed), None);
+    }
+
+    #[test]
+    fn codec_errors_and_timeouts_close_but_routing_answers_keep_the_connection() {
+        for f in [
+            Failure::Malformed(RequestError::BadRequest("x")),
+            Failure::HeadTimeout,
+            Failure::BodyTimeout,
+            Failure::BadPath,
+        ] {
+            assert!(f.answer().unwrap().close, "{f:?}");
+        }
+        for f in
+            [Failure::NotFound, Failure::MethodNotAllowed("GET".into()), Failure::Guest(GuestError::Busy)]
+        {
+            assert!(!f.answer().unwrap().close, "{f:?}");
+        }
+    }
+
+    #[test]
+    fn allow_and_retry_after_ride_along() {
+        let a = Failure::MethodNotAllowed("GET, HEAD".into()).answer().unwrap();
+        assert_eq!(a.extra, Some(("allow", "GET, HEAD".into())));
+        let a = Failure::Guest(GuestError::Busy).answer().unwrap();
+        assert_eq!(a.extra, Some(("retry-after", "1".into())));
+    }
+}

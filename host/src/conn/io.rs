@@ -1,0 +1,160 @@
+//! The connection's byte stream, whatever it is (TCP, TLS, an in-memory pipe in tests): its
+//! read buffer, the scratch buffer response heads are encoded into, and the few ways the
+//! exchange reads and writes. Nothing here names a socket type.
+
+use std::io::{self, IoSlice};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+
+use super::failure::Failure;
+
+/// Read buffer size; grown only while a request head or chunk is larger.
+const READ_BUF: usize = 16 * 1024;
+
+/// A connection's stream with its buffers.
+pub(super) struct Io<S> {
+    stream: S,
+    /// Bytes read and not yet consumed (a request head, body bytes, pipelined requests).
+    pub(super) buf: BytesMut,
+    /// Scratch space for encoding response heads.
+    pub(super) out: Vec<u8>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
+    pub(super) fn new(stream: S) -> Self {
+        Self { stream, buf: BytesMut::with_capacity(READ_BUF), out: Vec::with_capacity(512) }
+    }
+
+    /// Reads more bytes into the buffer; `Ok(0)` at end of stream.
+    pub(super) async fn read_more(&mut self) -> io::Result<usize> {
+        self.buf.reserve(READ_BUF);
+        self.stream.read_buf(&mut self.buf).await
+    }
+
+    /// Reads more request body bytes, failing when none arrive within `timeout` or the client
+    /// went away.
+    pub(super) async fn read_body_bytes(&mut self, timeout: Duration) -> Result<(), Failure> {
+        match tokio::time::timeout(timeout, self.read_more()).await {
+            Err(_) => Err(Failure::BodyTimeout),
+            Ok(Ok(0) | Err(_)) => Err(Failure::ClientGone),
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
+
+    /// Waits until the client closes its side (or the connection fails): returns `true` then.
+    /// Returns `false` if the client sends bytes instead (a pipelined request, kept in the
+    /// buffer); stop watching then, the client is still there. Works on any stream: it reads,
+    /// it does not peek.
+    pub(super) async fn client_closed(&mut self) -> bool {
+        matches!(self.read_more().await, Ok(0) | Err(_))
+    }
+
+    /// Writes the encoded head in [`out`](Self::out) followed by `body`, in one write when the
+    /// kernel allows.
+    pub(super) async fn write_out_with(&mut self, body: &[u8]) -> io::Result<()> {
+        write_parts(&mut self.stream, [&self.out, body]).await
+    }
+
+    /// Writes every part, in order.
+    pub(super) async fn write_parts<const N: usize>(&mut self, parts: [&[u8]; N]) -> io::Result<()> {
+        write_parts(&mut self.stream, parts).await
+    }
+
+    /// Closes the write side, flushing what is buffered (a TLS close_notify, a TCP FIN).
+    pub(super) async fn shutdown(&mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+/// Writes every part, in order, with as few (vectored) writes as the stream allows, then
+/// flushes (a no-op on TCP; TLS streams buffer records).
+async fn write_parts<S: AsyncWrite + Unpin, const N: usize>(
+    stream: &mut S,
+    parts: [&[u8]; N],
+) -> io::Result<()> {
+    let mut slices = parts.map(IoSlice::new);
+    let mut rest = &mut slices[..];
+    IoSlice::advance_slices(&mut rest, 0);
+    while !rest.is_empty() {
+        let n = stream.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut rest, n);
+    }
+    stream.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt as _;
+
+    use super::*;
+
+    /// A writer that takes at most `max` bytes per call and one slice at a time, to exercise
+    /// partial writes.
+    struct Trickle {
+        got: Vec<u8>,
+        max: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            let n = buf.len().min(self.max);
+            self.got.extend_from_slice(&buf[..n]);
+            std::task::Poll::Ready(Ok(n))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn any_number_of_parts_is_written_in_order_through_partial_writes() {
+        let parts: [&[u8]; 6] = [b"", b"abc", b"", b"defgh", b"i", b""];
+        for max in [1, 2, 3, 100] {
+            let mut w = Trickle { got: Vec::new(), max };
+            write_parts(&mut w, parts).await.unwrap();
+            assert_eq!(w.got, b"abcdefghi", "max {max}");
+        }
+        let mut w = Trickle { got: Vec::new(), max: 1 };
+        write_parts::<_, 0>(&mut w, []).await.unwrap();
+        assert!(w.got.is_empty());
+    }
+
+    #[tokio::test]
+    async fn vectored_writes_reach_an_in_memory_peer() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut io = Io::new(a);
+        io.write_parts([b"hello ", b"world", b"!"]).await.unwrap();
+        let mut got = [0u8; 12];
+        b.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"hello world!");
+    }
+
+    #[tokio::test]
+    async fn client_closed_tells_a_close_from_pipelined_bytes() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut io = Io::new(a);
+        b.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        assert!(!io.client_closed().await);
+        assert_eq!(&io.buf[..], b"GET / HTTP/1.1\r\n", "the bytes are kept for the next request");
+        drop(b);
+        assert!(io.client_closed().await);
+    }
+}

@@ -1,0 +1,183 @@
+//! One connection: the keep-alive loop ([`serve`]) reads each request head and hands it to one
+//! exchange (`exchange.rs`: route, run the handler's hooks, write the response). Every failure,
+//! from a malformed head to a trapping guest, becomes what is sent in one place
+//! (`failure.rs`, applied by `Conn::fail`); streamed bodies are pumped by `body.rs`; the byte
+//! stream and its buffers are `io.rs`. Generic over the stream: TCP, TLS, or an in-memory pipe
+//! in tests. Read this module to learn what happens to a request.
+//!
+//! Rules kept here:
+//! - Requests on a connection are answered strictly in order (pipelining falls out of reading
+//!   the next head only after the previous response is written).
+//! - Any framing error answers its status and closes; an unread request body is drained when
+//!   small, otherwise the connection closes, so body bytes are never parsed as a next request.
+//! - Once a response head is on the wire, errors are logged and the connection is closed; a
+//!   second response is never written.
+//! - No response to HEAD carries a body; a request that asked to close gets `connection:
+//!   close` and a closed connection, whoever answers it.
+
+mod body;
+mod exchange;
+mod failure;
+mod io;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Buf as _;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::info;
+
+use self::failure::Failure;
+use self::io::Io;
+use crate::app::App;
+use crate::http::{RequestHead, error_response, parse_head};
+
+/// What the connection does after a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// What the access log records about a request.
+struct Outcome {
+    /// The status sent; `None` when nothing was (the handler or the client closed).
+    status: Option<u16>,
+    /// Bytes on the wire, head included.
+    bytes: u64,
+    next: Next,
+}
+
+impl Outcome {
+    /// Nothing was sent and the connection closes.
+    fn closed() -> Self {
+        Self { status: None, bytes: 0, next: Next::Close }
+    }
+}
+
+/// A status for the access log: `-` when none was sent.
+struct StatusField(Option<u16>);
+
+impl std::fmt::Display for StatusField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(status) => write!(f, "{status}"),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// Serves one accepted connection until it closes.
+pub async fn serve<S>(stream: S, peer: SocketAddr, app: Arc<App>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut conn = Conn { io: Io::new(stream), peer, peer_text: peer.to_string(), app };
+    let mut first = true;
+    loop {
+        let head = match conn.read_head(first).await {
+            Ok(Some(head)) => head,
+            Ok(None) => break,
+            Err(failure) => {
+                let outcome = conn.fail_head(&failure).await;
+                info!(
+                    target: "access", peer = %peer, status = %StatusField(outcome.status),
+                    bytes = outcome.bytes, "rejected request: {failure}"
+                );
+                break;
+            }
+        };
+        first = false;
+        if conn.exchange(head).await == Next::Close || conn.app.shutdown.is_cancelled() {
+            break;
+        }
+    }
+    conn.io.shutdown().await;
+}
+
+struct Conn<S> {
+    io: Io<S>,
+    peer: SocketAddr,
+    peer_text: String,
+    app: Arc<App>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    /// Reads the next request head. `Ok(None)`: the client closed (or went idle, or the server is
+    /// shutting down) between requests.
+    async fn read_head(&mut self, first: bool) -> Result<Option<RequestHead>, Failure> {
+        let timeouts = self.app.config.timeouts;
+        let limits = self.app.config.http;
+        // The header deadline runs from the accept for the first request, else from the first
+        // byte of the request.
+        let mut deadline = first.then(|| tokio::time::Instant::now() + timeouts.header);
+        loop {
+            if !self.io.buf.is_empty() {
+                let started = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeouts.header);
+                if let Some((head, n)) = parse_head(&self.io.buf, &limits)? {
+                    self.io.buf.advance(n);
+                    return Ok(Some(head));
+                }
+                deadline = Some(started);
+            }
+            let read = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, self.io.read_more()).await {
+                    Ok(r) => r,
+                    Err(_) if self.io.buf.is_empty() => return Ok(None),
+                    Err(_) => return Err(Failure::HeadTimeout),
+                },
+                None => {
+                    tokio::select! {
+                        r = self.io.read_more() => r,
+                        () = tokio::time::sleep(timeouts.idle) => return Ok(None),
+                        () = self.app.shutdown.cancelled() => return Ok(None),
+                    }
+                }
+            };
+            match read {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Answers a failure to read a request head: there is no request to honour, so the answer
+    /// always closes the connection.
+    async fn fail_head(&mut self, failure: &Failure) -> Outcome {
+        failure.log(None, false);
+        let Some(answer) = failure.answer() else {
+            return Outcome::closed();
+        };
+        self.send_answer(&answer, true, false).await
+    }
+
+    /// Writes a host answer; `head_only` for a HEAD request (no body, RFC 9110 §9.3.2).
+    async fn send_answer(&mut self, answer: &failure::Answer, close: bool, head_only: bool) -> Outcome {
+        self.io.out.clear();
+        let extra = answer.extra.as_ref().map(|(name, value)| (*name, &**value));
+        error_response(&mut self.io.out, answer.status, &answer.message, extra.as_slice(), close, head_only);
+        let bytes = match self.io.write_out_with(&[]).await {
+            Ok(()) => self.io.out.len() as u64,
+            Err(_) => 0,
+        };
+        Outcome {
+            status: Some(answer.status),
+            bytes,
+            next: if close { Next::Close } else { Next::KeepAlive },
+        }
+    }
+
+    /// Logs one request's access line.
+    fn log_access(&self, head: &RequestHead, outcome: &Outcome, route: Option<&str>, start: Instant) {
+        info!(
+            target: "access",
+            method = %head.method, path = %head.path, status = %StatusField(outcome.status),
+            bytes = outcome.bytes, micros = start.elapsed().as_micros() as u64,
+            route = %route.unwrap_or("-"), peer = %self.peer, live = self.app.runtime.live_instances(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests;
