@@ -254,10 +254,13 @@ fn invalid_response_header_from_guest_is_500() {
 fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let s = Server::start(Path::new(a::EXAMPLE_ROUTES), &[]);
     let mut c = s.connect();
-    c.write_all(b"GET /hang/1/bye HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    // Give the server time to accept the connection before it stops accepting.
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let reader = std::thread::spawn(move || read_response(&mut BufReader::new(c), false));
+    // Pipelined behind a quick request: once its answer is back, the connection is accepted
+    // and the second request, read with the first, is in flight.
+    c.write_all(b"GET /hello-world HTTP/1.1\r\nHost: x\r\n\r\nGET /hang/1/bye HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(c);
+    assert_eq!(read_response(&mut r, false).unwrap().status, 200);
+    let reader = std::thread::spawn(move || read_response(&mut r, false));
     let status = s.terminate();
     assert!(status.success(), "exit status {status:?}");
     let resp = reader.join().unwrap().expect("in-flight response");

@@ -31,7 +31,7 @@ use tracing::info;
 use self::failure::Failure;
 use self::io::Io;
 use crate::app::App;
-use crate::http::{RequestHead, error_response, parse_head};
+use crate::http::{RequestHead, error_response, is_head_request, parse_head};
 
 /// What the connection does after a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,13 +143,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Answers a failure to read a request head: there is no request to honour, so the answer
-    /// always closes the connection.
+    /// always closes the connection (and has no body if the method was HEAD).
     async fn fail_head(&mut self, failure: &Failure) -> Outcome {
         failure.log(None, false);
         let Some(answer) = failure.answer() else {
             return Outcome::closed();
         };
-        self.send_answer(&answer, true, false).await
+        let head_only = is_head_request(&self.io.buf);
+        self.send_answer(&answer, true, head_only).await
     }
 
     /// Writes a host answer; `head_only` for a HEAD request (no body, RFC 9110 §9.3.2).

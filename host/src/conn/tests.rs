@@ -233,3 +233,16 @@ async fn no_route_with_an_unread_body_too_large_to_drain_closes() {
     assert!(head.contains("connection: close\r\n"), "{head}");
     assert_eq!(rest, "not found\n", "body bytes are never read as a request: {out:?}");
 }
+
+#[tokio::test]
+async fn codec_error_in_the_body_of_a_head_request_is_answered_without_a_body() {
+    // The body limit (16 MiB) is checked against Content-Length while the head is parsed: the
+    // 413 goes to a HEAD, known by its method token alone.
+    let out =
+        talk(&examples(), b"HEAD /hello-world HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n")
+            .await;
+    let (head, rest) = split_head(&out);
+    assert_eq!(status(head), 413, "{out}");
+    assert!(head.contains("connection: close\r\n"), "{head}");
+    assert_eq!(rest, "", "{out:?}");
+}

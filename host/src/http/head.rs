@@ -96,6 +96,15 @@ impl RequestHead {
     }
 }
 
+/// Whether the request at the start of `buf` (after any leading empty lines) is a HEAD
+/// request, judged from the method token alone: for answering a head that failed to parse
+/// without a body (RFC 9110 §9.3.2) when its method is all that is known.
+#[must_use]
+pub fn is_head_request(buf: &[u8]) -> bool {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(buf.len());
+    buf[start..].starts_with(b"HEAD ")
+}
+
 /// Parses a request head from the start of `buf`.
 ///
 /// - `Ok(None)`: the head is incomplete; read more bytes and call again with the whole
@@ -544,6 +553,16 @@ fn parse_decimal(s: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn head_requests_are_known_by_their_method_token() {
+        assert!(is_head_request(b"HEAD / HTTP/1.1\r\n"));
+        assert!(is_head_request(b"\r\n\r\nHEAD /x"));
+        assert!(!is_head_request(b"HEADER / HTTP/1.1"));
+        assert!(!is_head_request(b"GET / HTTP/1.1"));
+        assert!(!is_head_request(b"head / HTTP/1.1"));
+        assert!(!is_head_request(b""));
+    }
 
     fn parse_with(buf: &[u8], limits: &HttpLimits) -> Result<Option<(RequestHead, usize)>, RequestError> {
         parse_head(buf, limits)

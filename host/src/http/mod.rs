@@ -22,7 +22,7 @@ pub mod sse;
 pub use body::{BodyDecoder, Decoded, MAX_CHUNK_SIZE_LINE, MAX_TRAILER_BYTES};
 pub use date::{HTTP_DATE_LEN, http_date};
 pub use framing::{BodyEncoder, BodyError, BodyKind, Framed, ResponsePlan, plan_response};
-pub use head::{BodyFraming, RequestHead, Version, parse_head};
+pub use head::{BodyFraming, RequestHead, Version, is_head_request, parse_head};
 pub use response::{
     CHUNK_TRAILER, CONTINUE_100, ChunkHeader, LAST_CHUNK, ResponseError, ResponseFraming, chunk_header,
     encode_head, error_response, is_token, reason_phrase, status_allows_body,
