@@ -144,6 +144,21 @@ fn head_has_headers_but_no_body() {
 }
 
 #[test]
+fn host_error_answers_to_head_have_no_body_on_a_real_socket() {
+    let s = Server::start(Path::new(a::EXAMPLE_ROUTES), &[]);
+    for (target, status) in [("/nowhere", 404), ("/echo", 405), ("/exception", 500)] {
+        let mut c = s.connect();
+        let req =
+            format!("HEAD {target} HTTP/1.1\r\nHost: x\r\n\r\nGET /hello-world HTTP/1.1\r\nHost: x\r\n\r\n");
+        c.write_all(req.as_bytes()).unwrap();
+        let mut r = BufReader::new(c);
+        assert_eq!(read_response(&mut r, true).unwrap().status, status, "HEAD {target}");
+        // Read in step: the GET's answer is next, not the error text.
+        assert_eq!(read_response(&mut r, false).unwrap().text(), "Hello world!", "HEAD {target}");
+    }
+}
+
+#[test]
 fn http10_and_connection_close_end_the_connection() {
     let t = Tree::new(&[("hello/GET.wasm", a::EXAMPLE_HELLO_WORLD)]);
     let s = Server::start(t.path(), &[]);
