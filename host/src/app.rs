@@ -14,10 +14,11 @@ use crate::config::Config;
 use crate::routes::RouteTable;
 use crate::runtime::{ContentHash, Handler, Runtime};
 
-/// A handler ready to serve, with the label its log lines carry (e.g. `GET /users/{id}`).
+/// A handler file as served, with the label its log lines carry (e.g. `GET /users/{id}`).
 pub struct LoadedHandler {
-    /// The compiled, pre-linked component.
-    pub handler: Handler,
+    /// The compiled, pre-linked component, or why the file could not be loaded: the route
+    /// then answers 503 until the file is fixed.
+    pub handler: Result<Handler, Arc<str>>,
     /// `METHOD /route`, shared by every request's log lines.
     pub label: Arc<str>,
     /// The version: the hash of the file's bytes.

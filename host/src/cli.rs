@@ -140,6 +140,12 @@ pub struct RunArgs {
     /// Do not cache compiled code on disk (every start compiles every handler).
     #[arg(long)]
     pub no_cache: bool,
+
+    /// Refuse to start if any handler file fails to load or the routes tree has a problem (for
+    /// CI and deploy checks). Without it, the rest is served: a broken handler's route answers
+    /// 503 and the log says why, exactly as when a file breaks while the server runs.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// A size limit that can be turned off.
@@ -181,6 +187,7 @@ impl RunArgs {
         c.runtime.cpu_timeout = self.cpu_timeout;
         c.runtime.max_memory = self.max_memory;
         c.watch = !self.no_watch;
+        c.strict = self.strict;
         c.cache = match (self.no_cache, self.cache_dir) {
             (true, _) => CompileCache::Off,
             (false, Some(dir)) => CompileCache::Dir(dir),

@@ -162,6 +162,9 @@ pub struct Config {
     pub watch: bool,
     /// The on-disk compile cache.
     pub cache: CompileCache,
+    /// Refuse to start when any handler file fails to load or the tree has a problem, instead
+    /// of serving the rest (broken routes answer 503).
+    pub strict: bool,
 }
 
 /// A configuration value that cannot be used.
@@ -187,6 +190,7 @@ impl Config {
             timeouts: Timeouts::default(),
             watch: true,
             cache: CompileCache::Default,
+            strict: false,
         }
     }
 

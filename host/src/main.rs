@@ -60,16 +60,21 @@ fn run(args: wasm_host::cli::RunArgs) -> anyhow::Result<()> {
 
 fn list_routes(dir: &std::path::Path) -> anyhow::Result<()> {
     let runtime = Runtime::new(&Default::default(), &CompileCache::Default, Services::default())?;
-    let (routes, _) = wasm_host::site::load(&runtime, dir)
+    let build = wasm_host::site::load(&runtime, dir, false)
         .with_context(|| format!("cannot load routes from {}", dir.display()))?;
-    let rows: Vec<_> = routes.entries().map(|(file, _)| file).collect();
-    let width = rows.iter().map(|f| f.route.len()).max().unwrap_or(5).max(5);
     #[allow(clippy::print_stdout, reason = "the route table is the command's output")]
     {
-        println!("{:<width$}  {:<7}  FILE", "ROUTE", "METHOD");
-        for f in rows {
-            println!("{:<width$}  {:<7}  {}", f.route, f.method.as_str(), f.path.display());
-        }
+        print!("{}", wasm_host::site::listing::render(&build));
+    }
+    let problems = build.problems.len() + build.tree_problems.len();
+    if problems > 0 {
+        let detail: Vec<String> = build
+            .tree_problems
+            .iter()
+            .map(ToString::to_string)
+            .chain(build.problems.iter().map(|f| f.problem.to_string()))
+            .collect();
+        anyhow::bail!("{problems} problem(s) in {}:\n{}", dir.display(), detail.join("\n"));
     }
     Ok(())
 }

@@ -48,6 +48,13 @@ fn example_routes_answer_as_documented() {
     let (status, _) = get(&s, "/exception");
     assert_eq!(status, 500);
     assert!(s.wait_for_log("Oups", std::time::Duration::from_secs(5)), "panic message logged");
+    // One WARN line with the route, the message and where; the wasm backtrace only at DEBUG.
+    let log = s.log();
+    let warn =
+        log.lines().find(|l| l.contains("WARN") && l.contains("Oups")).unwrap_or_else(|| panic!("{log}"));
+    assert!(warn.contains("handler panicked at") && warn.contains("exception/src/lib.rs:"), "{warn}");
+    assert!(warn.contains("route=GET /exception"), "{warn}");
+    assert!(!log.contains("wasm backtrace"), "the backtrace is for DEBUG: {log}");
     assert_eq!(get(&s, "/hello-world"), (200, "Hello world!".into()), "served after a trap");
 
     let (status, _) = get(&s, "/private");

@@ -25,11 +25,54 @@ fn routes_prints_the_table() {
     let (ok, out, err) = routes_cmd(t.path());
     assert!(ok, "{err}");
     let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(rows[0], ["ROUTE", "METHOD", "FILE"]);
-    assert_eq!(rows[1][..2], ["/", "GET"]);
+    assert_eq!(rows[0], ["ROUTE", "METHOD", "WORLD", "FILE"]);
+    assert_eq!(rows[1][..3], ["/", "GET", "wasm-host:http/handler"]);
     assert_eq!(rows[2][..2], ["/users/{id}", "GET"]);
     assert_eq!(rows[3][..2], ["/users/{id}", "PUT"]);
-    assert!(rows[3][2].ends_with("users/{id}/PUT.wasm"));
+    assert!(rows[3][3].ends_with("users/{id}/PUT.wasm"));
+}
+
+#[test]
+fn routes_on_a_broken_tree_prints_every_row_with_the_reason_and_fails() {
+    let t = Tree::new(&[("ok/GET.wasm", a::EXAMPLE_HELLO_WORLD)]);
+    t.write("core/GET.wasm", b"\0asm\x01\0\0\0");
+    t.write("text/GET.wasm", b"hello, not wasm at all\n");
+    t.write("odd/get.wasm", b"");
+    let (ok, out, err) = routes_cmd(t.path());
+    assert!(!ok, "{out}");
+    let row =
+        |route: &str| out.lines().find(|l| l.starts_with(route)).unwrap_or_else(|| panic!("{route}: {out}"));
+    assert!(!row("/ok ").contains("BROKEN"), "{out}");
+    let core = row("/core ");
+    assert!(core.contains("BROKEN:") && core.contains("core WebAssembly module, not a component"), "{core}");
+    assert!(core.contains("--target wasm32-wasip2"), "{core}");
+    let text = row("/text ");
+    assert!(text.contains("BROKEN: ") && text.contains("not a WebAssembly file"), "{text}");
+    assert!(!text.contains("hello, not wasm"), "no byte dump: {text}");
+    assert!(out.contains("not served:") && out.contains("odd/get.wasm"), "{out}");
+    assert!(err.contains("3 problem(s)"), "{err}");
+}
+
+#[test]
+fn a_broken_handler_answers_503_and_strict_refuses_to_start() {
+    let t = Tree::new(&[("ok/GET.wasm", a::EXAMPLE_HELLO_WORLD), ("cmd/GET.wasm", a::NOT_A_HANDLER)]);
+    t.write("bad/get.wasm", b"");
+    // By default the rest is served; the broken route answers 503 and the log says why.
+    let s = Server::start(t.path(), &[]);
+    assert_eq!(get(&s, "/ok"), (200, "Hello world!".into()));
+    assert_eq!(get(&s, "/cmd").0, 503);
+    assert!(s.log().contains("cmd/GET.wasm") && s.log().contains("answers 503"), "{}", s.log());
+    assert!(s.log().contains("bad/get.wasm"), "{}", s.log());
+    drop(s);
+    let out = Command::new(BIN)
+        .arg("run")
+        .arg(t.path())
+        .args(["--listen", "127.0.0.1:0", "--strict"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cmd/GET.wasm") && err.contains("bad/get.wasm"), "{err}");
 }
 
 #[test]
@@ -55,8 +98,13 @@ fn broken_trees_fail_naming_every_file() {
     assert!(!ok);
     assert!(err.contains("{a}") && err.contains("{b}"), "{err}");
 
-    // `run` refuses the same tree with the same message and a non-zero exit.
-    let out = Command::new(BIN).arg("run").arg(t.path()).args(["--listen", "127.0.0.1:0"]).output().unwrap();
+    // `run --strict` refuses the same tree with the same message and a non-zero exit.
+    let out = Command::new(BIN)
+        .arg("run")
+        .arg(t.path())
+        .args(["--listen", "127.0.0.1:0", "--strict"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("{a}"));
 }

@@ -88,6 +88,24 @@ fn corrupt_file_keeps_the_old_version_and_is_retried() {
 }
 
 #[test]
+fn one_misnamed_file_never_freezes_the_reloads_of_the_others() {
+    let t = Tree::new(&[("v/GET.wasm", a::VERSION)]);
+    let s = Server::start(t.path(), &[]);
+    t.write("w/get.wasm", b"misnamed");
+    assert!(s.wait_for_log("w/get.wasm", WAIT), "{}", s.log());
+    t.put("v/GET.wasm", a::VERSION2);
+    t.put("x/GET.wasm", a::VERSION);
+    assert!(eventually(WAIT, || get(&s, "/v").1 == "v2"), "{}", s.log());
+    assert!(eventually(WAIT, || get(&s, "/x").1 == "v1"), "{}", s.log());
+    // A new file that does not load answers 503 (as at start-up), then serves once fixed.
+    t.write("y/GET.wasm", b"\0asm\x01\0\0\0");
+    assert!(eventually(WAIT, || get(&s, "/y").0 == 503), "{}", s.log());
+    assert!(s.log().contains("core WebAssembly module"), "{}", s.log());
+    t.put("y/GET.wasm", a::VERSION2);
+    assert!(eventually(WAIT, || get(&s, "/y").1 == "v2"), "{}", s.log());
+}
+
+#[test]
 fn removed_files_and_new_folders_change_the_routes() {
     let t = Tree::new(&[("v/GET.wasm", a::VERSION), ("v/PUT.wasm", a::VERSION)]);
     let s = Server::start(t.path(), &[]);

@@ -314,6 +314,8 @@ fn allocating_past_the_memory_limit_is_500_and_the_host_goes_on() {
     assert_eq!(get(&s, "/bomb").0, 500);
     assert_eq!(get(&s, "/ok"), (200, "Hello world!".into()));
     assert_eq!(get(&s, "/bomb").0, 500);
+    // The log names the limit and the flag that raises it.
+    assert!(s.wait_for_log("--max-memory limit of 32 MiB", Duration::from_secs(5)), "{}", s.log());
 }
 
 #[test]

@@ -99,8 +99,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         start: Instant,
     ) -> Outcome {
         let route = Some(&*loaded.label);
+        let handler = match &loaded.handler {
+            Ok(handler) => handler,
+            Err(reason) => return self.fail(head, body, Failure::Unavailable(reason.clone()), route).await,
+        };
         let deadline = start + self.app.runtime.limits().request_timeout;
-        let mut inst = match self.app.runtime.instantiate(&loaded.handler, &loaded.label).await {
+        let mut inst = match self.app.runtime.instantiate(handler, &loaded.label).await {
             Ok(inst) => inst,
             Err(e) => return self.fail(head, body, e.into(), route).await,
         };

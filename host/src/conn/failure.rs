@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::http::{BodyError, RequestError, ResponseError, SseError};
 use crate::runtime::GuestError;
@@ -34,6 +34,9 @@ pub(super) enum Failure {
     /// The route has no handler for the method; the `Allow` value.
     #[error("method not allowed")]
     MethodNotAllowed(Box<str>),
+    /// The route's handler file failed to load (the log said why when it was loaded).
+    #[error("handler unavailable: {0}")]
+    Unavailable(std::sync::Arc<str>),
     /// The handler asked to drop the connection (`flow::close`).
     #[error("handler closed the connection")]
     HandlerClosed,
@@ -90,10 +93,16 @@ impl Failure {
             Failure::Guest(GuestError::Busy | GuestError::Instantiate(_)) => {
                 Answer { extra: Some(("retry-after", "1".into())), ..plain(503, "server busy", false) }
             }
+            Failure::Unavailable(_) => plain(503, "handler unavailable", false),
             Failure::Guest(GuestError::CpuTimeout(_) | GuestError::Deadline) => {
                 plain(504, "handler timed out", false)
             }
-            Failure::Guest(GuestError::Trap(_) | GuestError::Contract(_))
+            Failure::Guest(
+                GuestError::Trap(_)
+                | GuestError::Contract(_)
+                | GuestError::Panic { .. }
+                | GuestError::OutOfMemory { .. },
+            )
             | Failure::InvalidResponse(_)
             | Failure::InvalidEvent(_)
             | Failure::BodyLength(_) => plain(500, "internal server error", false),
@@ -105,6 +114,10 @@ impl Failure {
     /// the client's own doings as info.
     pub(super) fn log(&self, route: Option<&str>, head_sent: bool) {
         let route = route.unwrap_or("-");
+        // One line says what went wrong; wasmtime's account (the wasm backtrace) is for DEBUG.
+        if let Failure::Guest(GuestError::Panic { trap, .. } | GuestError::OutOfMemory { trap, .. }) = self {
+            debug!(route = %route, "trap: {trap}");
+        }
         match self {
             Failure::ClientGone if head_sent => {
                 info!(route = %route, "client went away during the response body")
@@ -157,6 +170,7 @@ mod tests {
         assert_eq!(status(Failure::Guest(GuestError::CpuTimeout(Duration::from_secs(1)))), Some(504));
         assert_eq!(status(Failure::Guest(GuestError::Trap("x".into()))), Some(500));
         assert_eq!(status(Failure::InvalidResponse(ResponseError::InvalidStatus(42))), Some(500));
+        assert_eq!(status(Failure::Unavailable("broken".into())), Some(503));
         assert_eq!(status(Failure::ClientGone), None);
         assert_eq!(status(Failure::HandlerClosed), None);
     }

@@ -21,8 +21,9 @@ fn app(max_instances: u32) -> Arc<App> {
     config.runtime.cpu_timeout = Duration::from_millis(100);
     let cache = CompileCache::Dir(std::env::temp_dir().join("wasm-host-unit-test-cache"));
     let runtime = Runtime::new(&config.runtime, &cache, Services::default()).expect("runtime");
-    let (routes, _) =
-        crate::site::load(&runtime, Path::new(test_artifacts::EXAMPLE_ROUTES)).expect("example routes load");
+    let routes = crate::site::load(&runtime, Path::new(test_artifacts::EXAMPLE_ROUTES), true)
+        .expect("example routes load")
+        .routes;
     Arc::new(App::new(config, runtime, routes))
 }
 

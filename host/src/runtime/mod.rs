@@ -52,6 +52,18 @@ pub enum LoadError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The file is not WebAssembly at all.
+    #[error("cannot load handler {}: not a WebAssembly file (a handler is a component built with `cargo build --target wasm32-wasip2`)", path.display())]
+    NotWasm {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is a core WebAssembly module (e.g. a `wasm32-wasip1` build), not a component.
+    #[error("cannot load handler {}: this is a core WebAssembly module, not a component: build with `--target wasm32-wasip2`", path.display())]
+    CoreModule {
+        /// The file.
+        path: PathBuf,
+    },
     /// The bytes are not a valid component (or do not compile).
     #[error("cannot load handler {}: {reason:#}", path.display())]
     Compile {
@@ -83,6 +95,8 @@ impl LoadError {
     pub fn path(&self) -> &Path {
         match self {
             Self::Read { path, .. }
+            | Self::NotWasm { path }
+            | Self::CoreModule { path }
             | Self::Compile { path, .. }
             | Self::Link { path, .. }
             | Self::World { path, .. } => path,
@@ -93,9 +107,28 @@ impl LoadError {
 /// A failed hook call or pull.
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
-    /// The guest trapped (panic, out of memory, bad data); the message is wasmtime's.
+    /// The guest trapped (bad data, `unreachable`); the message is wasmtime's.
     #[error("guest trapped: {0}")]
     Trap(String),
+    /// The guest panicked: Rust's panic message and where, as the guest reported them; `trap`
+    /// is wasmtime's account (with the wasm backtrace).
+    #[error("handler panicked at {location}: {message}")]
+    Panic {
+        /// `src/lib.rs:8:5`.
+        location: String,
+        /// The panic message.
+        message: String,
+        /// wasmtime's trap message.
+        trap: String,
+    },
+    /// The guest tried to grow its memory past `--max-memory`.
+    #[error("handler ran out of memory: it tried to grow past the --max-memory limit of {} MiB (raise --max-memory to allow more)", limit >> 20)]
+    OutOfMemory {
+        /// The limit, in bytes.
+        limit: usize,
+        /// wasmtime's trap message.
+        trap: String,
+    },
     /// The guest broke the contract (e.g. `begin` from `stream`).
     #[error("handler broke the contract: {0}")]
     Contract(&'static str),
@@ -220,6 +253,13 @@ impl Runtime {
     /// code came from the compile cache. Slow when not cached: call it off the request path.
     pub fn load(&self, path: &Path, bytes: &[u8]) -> Result<(Handler, bool), LoadError> {
         let path = || path.to_path_buf();
+        // The preamble says what the file is: `\0asm`, then version 1 for a core module or
+        // 0x0d with layer 1 for a component.
+        match bytes.get(..8) {
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => return Err(LoadError::CoreModule { path: path() }),
+            Some([0, b'a', b's', b'm', ..]) => {}
+            _ => return Err(LoadError::NotWasm { path: path() }),
+        }
         let hits_before = self.cache.as_ref().map(wasmtime::Cache::cache_hits);
         let component = Component::new(&self.engine, bytes)
             .map_err(|reason| LoadError::Compile { path: path(), reason })?;
@@ -381,10 +421,22 @@ fn finish<T>(
     store: &Store<HostState>,
     cpu_timeout: Duration,
 ) -> Result<T, GuestError> {
+    let state = store.data();
     match outcome {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(_)) if store.data().cpu_exceeded => Err(GuestError::CpuTimeout(cpu_timeout)),
-        Ok(Err(e)) => Err(GuestError::Trap(format!("{e:#}"))),
+        Ok(Err(_)) if state.cpu_exceeded => Err(GuestError::CpuTimeout(cpu_timeout)),
+        Ok(Err(e)) if state.limits.memory_exceeded => {
+            Err(GuestError::OutOfMemory { limit: state.limits.max_memory, trap: format!("{e:#}") })
+        }
+        Ok(Err(e)) => {
+            let trap = format!("{e:#}");
+            match state.panic.lock().ok().and_then(|mut p| p.take()) {
+                Some(panic) => {
+                    Err(GuestError::Panic { location: panic.location, message: panic.message, trap })
+                }
+                None => Err(GuestError::Trap(trap)),
+            }
+        }
         Err(_) => Err(GuestError::Deadline),
     }
 }

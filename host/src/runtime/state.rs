@@ -2,10 +2,10 @@
 //! stdout/stderr), the resource table, memory limits and the CPU-budget counter, plus the
 //! stdout/stderr streams that turn guest output into log lines prefixed by the route.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -20,7 +20,9 @@ pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     /// Memory and table limits, enforced by the store's limiter.
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: GuestLimits,
+    /// The panic the guest reported on stderr, if any (Rust's panic message and location).
+    pub(crate) panic: Arc<Mutex<Option<GuestPanic>>>,
     /// Epoch ticks the current call has run for (reset at each call).
     pub(crate) ticks: u64,
     /// Ticks one call may run before it is interrupted.
@@ -35,27 +37,98 @@ pub struct HostState {
 impl HostState {
     /// State for one request to `route`: no files, no environment, no network, no stdin.
     pub(crate) fn new(route: &Arc<str>, max_memory: usize, tick_budget: u64, services: Services) -> Self {
+        let panic = Arc::new(Mutex::new(None));
         let mut wasi = WasiCtx::builder();
-        wasi.stdout(GuestLog { route: route.clone(), stream: "stdout" })
-            .stderr(GuestLog { route: route.clone(), stream: "stderr" })
+        wasi.stdout(GuestLog { route: route.clone(), stream: "stdout", panic: None })
+            .stderr(GuestLog { route: route.clone(), stream: "stderr", panic: Some(panic.clone()) })
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         Self {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(max_memory)
-                .instances(16)
-                .tables(16)
-                .memories(4)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: GuestLimits {
+                inner: StoreLimitsBuilder::new()
+                    .memory_size(max_memory)
+                    .instances(16)
+                    .tables(16)
+                    .memories(4)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                max_memory,
+                memory_exceeded: false,
+            },
+            panic,
             ticks: 0,
             tick_budget,
             cpu_exceeded: false,
             services,
         }
+    }
+}
+
+/// A Rust panic as the guest's standard library reported it on stderr.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GuestPanic {
+    /// `src/lib.rs:8:5`.
+    pub location: String,
+    /// The panic message (possibly several lines).
+    pub message: String,
+}
+
+/// Longest panic message kept; the rest is cut.
+const MAX_PANIC_MESSAGE: usize = 4 * 1024;
+
+/// The store's limits, remembering when the guest hit the memory limit so the failure can
+/// name it.
+pub(crate) struct GuestLimits {
+    inner: StoreLimits,
+    /// `--max-memory`, in bytes.
+    pub(crate) max_memory: usize,
+    /// A growth past `max_memory` was refused (and trapped).
+    pub(crate) memory_exceeded: bool,
+}
+
+impl ResourceLimiter for GuestLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.memory_exceeded = true;
+        }
+        self.inner.memory_growing(current, desired, maximum)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
     }
 }
 
@@ -65,11 +138,14 @@ impl WasiView for HostState {
     }
 }
 
-/// A guest's stdout or stderr: every line becomes a log event carrying the route.
+/// A guest's stdout or stderr: every line becomes a log event carrying the route. On stderr,
+/// a Rust panic report is caught into `panic` (and logged at DEBUG only): the host reports it
+/// once, with the failure it causes.
 #[derive(Clone)]
 struct GuestLog {
     route: Arc<str>,
     stream: &'static str,
+    panic: Option<Arc<Mutex<Option<GuestPanic>>>>,
 }
 
 impl IsTerminal for GuestLog {
@@ -80,7 +156,7 @@ impl IsTerminal for GuestLog {
 
 impl StdoutStream for GuestLog {
     fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(LineLogger { log: self.clone(), partial: Vec::new() })
+        Box::new(LineLogger { log: self.clone(), partial: Vec::new(), in_panic: false })
     }
 
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
@@ -98,13 +174,51 @@ const MAX_LINE: usize = 16 * 1024;
 struct LineLogger {
     log: GuestLog,
     partial: Vec<u8>,
+    /// Inside a panic report: lines go into the panic's message.
+    in_panic: bool,
 }
 
 impl LineLogger {
-    fn emit(&self, line: &[u8]) {
+    fn emit(&mut self, line: &[u8]) {
         let line = String::from_utf8_lossy(line);
         let line = line.trim_end_matches('\r');
+        // Blank lines say nothing (Rust's panic report starts with one).
+        if line.is_empty() || self.log.panic.clone().is_some_and(|slot| self.catch_panic(&slot, line)) {
+            tracing::debug!(target: "guest", stream = %self.log.stream, "[{}] {line}", self.log.route);
+            return;
+        }
         tracing::info!(target: "guest", stream = %self.log.stream, "[{}] {line}", self.log.route);
+    }
+
+    /// Follows Rust's panic report (`thread '…' (id) panicked at LOCATION:`, the message, then a
+    /// `note: run with RUST_BACKTRACE` line); returns whether `line` belonged to it.
+    fn catch_panic(&mut self, slot: &Mutex<Option<GuestPanic>>, line: &str) -> bool {
+        let Ok(mut panic) = slot.lock() else { return false };
+        if let Some((_, rest)) = line.split_once(" panicked at ")
+            && line.starts_with("thread '")
+        {
+            let location = rest.strip_suffix(':').unwrap_or(rest).to_owned();
+            *panic = Some(GuestPanic { location, message: String::new() });
+            self.in_panic = true;
+            return true;
+        }
+        if !self.in_panic {
+            return false;
+        }
+        if line.starts_with("note: run with `RUST_BACKTRACE") {
+            self.in_panic = false;
+            return true;
+        }
+        if let Some(panic) = panic.as_mut()
+            && panic.message.len() < MAX_PANIC_MESSAGE
+        {
+            if !panic.message.is_empty() {
+                panic.message.push('\n');
+            }
+            let room = MAX_PANIC_MESSAGE - panic.message.len();
+            panic.message.push_str(&line[..line.floor_char_boundary(room.min(line.len()))]);
+        }
+        true
     }
 }
 
@@ -147,7 +261,8 @@ impl Pollable for LineLogger {
 impl Drop for LineLogger {
     fn drop(&mut self) {
         if !self.partial.is_empty() {
-            self.emit(&self.partial);
+            let line = std::mem::take(&mut self.partial);
+            self.emit(&line);
         }
     }
 }

@@ -33,12 +33,14 @@ impl Server {
         let runtime = Runtime::new(&config.runtime, &config.cache, Services::default())
             .context("cannot create the wasm engine")?;
         let started = std::time::Instant::now();
-        let (routes, summary) = site::load(&runtime, &config.routes_dir)
+        let build = site::load(&runtime, &config.routes_dir, config.strict)
             .with_context(|| format!("cannot load routes from {}", config.routes_dir.display()))?;
+        site::log_problems(&build);
+        let routes = build.routes;
         info!(
             handlers = routes.len(),
-            compiled = summary.compiled,
-            from_cache = summary.cached,
+            compiled = build.summary.compiled,
+            from_cache = build.summary.cached,
             millis = started.elapsed().as_millis() as u64,
             dir = %config.routes_dir.display(),
             "routes loaded"

@@ -1,11 +1,14 @@
 //! Building the served site from disk: scan the routes directory, read and hash each handler
 //! file, compile what changed, and build the route table. One pipeline, [`SiteBuilder::build`],
-//! serves both start-up (strict: any problem refuses to start, [`load`]) and hot reload
-//! (tolerant: a broken file keeps its previous version, `reload`).
+//! serves both start-up ([`load`]) and hot reload (`reload`), with one policy: a handler file
+//! that fails to load keeps its previous version serving if it had one, and otherwise its route
+//! answers 503 until the file is fixed; a misnamed file is reported and ignored. `--strict`
+//! start-up refuses to start on any problem instead.
 //!
 //! Joins `routes` (the pure table) with `runtime` (compiling) and fills `app`'s route
 //! snapshot; it never runs on a request's path (reload compiles on a blocking thread).
 
+pub mod listing;
 mod reload;
 mod scan;
 mod watch;
@@ -16,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use reload::watch;
-pub use scan::{MAX_DEPTH, scan};
+pub use scan::{MAX_DEPTH, Scanned, scan, walk};
 pub use watch::{DEBOUNCE, RouteWatcher, WatchError};
 
 use crate::app::{LoadedHandler, Routes};
@@ -75,6 +78,13 @@ pub enum Change {
         /// Whether the code came from the cache.
         cached: bool,
     },
+    /// A new handler file failed to load: its route answers 503 until it is fixed.
+    Unavailable {
+        /// The route pattern.
+        route: String,
+        /// The method of the file.
+        method: MethodKey,
+    },
     /// A handler file is gone.
     Removed {
         /// The route pattern.
@@ -97,14 +107,25 @@ pub struct Failed {
 
 /// The result of a build that could produce a table.
 pub struct Build {
-    /// The new table (the previous versions of handlers that failed to load are kept in it).
+    /// The new table (the previous versions of handlers that failed to load are kept in it;
+    /// those without one are in it as unavailable).
     pub routes: Routes,
     /// What changed; empty when the new table serves exactly what the previous one did.
     pub changes: Vec<Change>,
-    /// Handler files that failed to load.
+    /// Handler files that failed to load (only when they did not fail the same way before).
     pub problems: Vec<Failed>,
+    /// Problems of the tree (misnamed files, unroutable folders); what they concern is not
+    /// served.
+    pub tree_problems: Vec<Problem>,
     /// Compile and cache counts.
     pub summary: LoadSummary,
+}
+
+impl Build {
+    /// Whether anything is wrong with the site.
+    pub fn has_problems(&self) -> bool {
+        !self.problems.is_empty() || !self.tree_problems.is_empty()
+    }
 }
 
 /// Builds sites, remembering between builds which files failed (by content), so a broken file
@@ -131,7 +152,8 @@ impl SiteBuilder {
         previous: &Routes,
         force: bool,
     ) -> Result<Build, SiteError> {
-        let files = scan(dir).map_err(|e| SiteError::from_routes(e.into_problems()))?;
+        let Scanned { files, problems: tree_problems } =
+            walk(dir).map_err(|e| SiteError::from_routes(e.into_problems()))?;
         let mut old: HashMap<(String, MethodKey), Arc<LoadedHandler>> =
             previous.entries().map(|(f, h)| ((f.route.clone(), f.method), h.clone())).collect();
         if force {
@@ -146,9 +168,11 @@ impl SiteBuilder {
             let bytes = match std::fs::read(&file.path) {
                 Ok(bytes) => bytes,
                 Err(source) => {
-                    let problem = LoadError::Read { path: file.path.clone(), source }.into();
-                    problems.push(Failed { problem, kept: previous.as_ref().map(|p| p.hash) });
-                    entries.extend(previous.map(|p| (file, p)));
+                    let problem: SiteProblem = LoadError::Read { path: file.path.clone(), source }.into();
+                    let kept = previous
+                        .unwrap_or_else(|| unavailable(&file, ContentHash::of(&[]), &problem.to_string()));
+                    problems.push(Failed { problem, kept: Some(kept.hash).filter(|_| kept.handler.is_ok()) });
+                    entries.push((file, kept));
                     continue;
                 }
             };
@@ -158,7 +182,8 @@ impl SiteBuilder {
                 continue;
             }
             if self.failed.get(&file.path) == Some(&hash) {
-                entries.extend(previous.map(|p| (file, p)));
+                let kept = previous.unwrap_or_else(|| unavailable(&file, hash, "failed to load"));
+                entries.push((file, kept));
                 continue;
             }
             let started = Instant::now();
@@ -182,8 +207,17 @@ impl SiteBuilder {
                 }
                 Err(e) => {
                     self.failed.insert(file.path.clone(), hash);
-                    problems.push(Failed { problem: e.into(), kept: previous.as_ref().map(|p| p.hash) });
-                    entries.extend(previous.map(|p| (file, p)));
+                    let problem: SiteProblem = e.into();
+                    let kept = match previous {
+                        Some(prev) if prev.handler.is_ok() => prev,
+                        _ => {
+                            changes
+                                .push(Change::Unavailable { route: file.route.clone(), method: file.method });
+                            unavailable(&file, hash, &problem.to_string())
+                        }
+                    };
+                    problems.push(Failed { problem, kept: Some(kept.hash).filter(|_| kept.handler.is_ok()) });
+                    entries.push((file, kept));
                 }
             }
         }
@@ -191,22 +225,45 @@ impl SiteBuilder {
             changes.push(Change::Removed { route, method, old: gone.hash });
         }
         let routes = RouteTable::new(entries).map_err(|e| SiteError::from_routes(e.into_problems()))?;
-        Ok(Build { routes, changes, problems, summary })
+        Ok(Build { routes, changes, problems, tree_problems, summary })
     }
 }
 
-/// Loads every handler under `dir` for start-up and `wasm-host routes`: strict, so any
-/// problem (every one is reported, not just the first) refuses the whole site.
+/// Logs every problem of a build, saying what is served instead.
+pub fn log_problems(build: &Build) {
+    for problem in &build.tree_problems {
+        tracing::warn!("{problem}; it is not served");
+    }
+    for failed in &build.problems {
+        match failed.kept {
+            Some(kept) => tracing::warn!("{}; keeping the previous version ({kept}) serving", failed.problem),
+            None => tracing::warn!("{}; the route answers 503 until the file is fixed", failed.problem),
+        }
+    }
+}
+
+/// The table entry of a handler file that cannot be served: its route answers 503.
+fn unavailable(file: &RouteFile, hash: ContentHash, reason: &str) -> Arc<LoadedHandler> {
+    let label = format!("{} {}", file.method.as_str(), file.route).into();
+    Arc::new(LoadedHandler { handler: Err(reason.into()), label, hash })
+}
+
+/// Loads every handler under `dir` for start-up and `wasm-host routes`. With `strict`, any
+/// problem (every one is reported, not just the first) refuses the whole site; otherwise the
+/// build carries its problems and broken routes answer 503, as after a reload.
 ///
 /// # Errors
 ///
-/// A [`SiteError`] listing every problem.
-pub fn load(runtime: &Runtime, dir: &Path) -> Result<(Routes, LoadSummary), SiteError> {
+/// A [`SiteError`] when the tree cannot be read, or listing every problem under `strict`.
+pub fn load(runtime: &Runtime, dir: &Path, strict: bool) -> Result<Build, SiteError> {
     let build = SiteBuilder::default().build(runtime, dir, &Routes::default(), false)?;
-    if !build.problems.is_empty() {
-        return Err(SiteError { problems: build.problems.into_iter().map(|f| f.problem).collect() });
+    if strict && build.has_problems() {
+        let mut problems: Vec<SiteProblem> =
+            build.tree_problems.into_iter().map(SiteProblem::Routes).collect();
+        problems.extend(build.problems.into_iter().map(|f| f.problem));
+        return Err(SiteError { problems });
     }
-    Ok((build.routes, build.summary))
+    Ok(build)
 }
 
 /// Loads one handler file from its `bytes`; also says whether its code came from the cache.
@@ -218,5 +275,5 @@ fn load_file(
 ) -> Result<(LoadedHandler, bool), LoadError> {
     let (handler, cached) = runtime.load(&file.path, bytes)?;
     let label = format!("{} {}", file.method.as_str(), file.route).into();
-    Ok((LoadedHandler { handler, label, hash }, cached))
+    Ok((LoadedHandler { handler: Ok(handler), label, hash }, cached))
 }

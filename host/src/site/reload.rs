@@ -19,18 +19,14 @@ use crate::app::App;
 
 /// Logs what a reload changed and what failed; returns whether the table should be swapped.
 fn report(build: &Build) -> bool {
-    for failed in &build.problems {
-        match failed.kept {
-            Some(kept) => warn!("{}; keeping the previous version ({kept}) serving", failed.problem),
-            None => warn!("{}; the route is not served until the file is fixed", failed.problem),
-        }
-    }
+    super::log_problems(build);
     for change in &build.changes {
         match change {
             Change::Loaded { route, method, old, new, millis, cached } => {
                 let old = old.map_or_else(|| "none".to_owned(), |h| h.to_string());
                 info!(route = %route, method = method.as_str(), old = %old, new = %new, millis, cached, "handler reloaded");
             }
+            Change::Unavailable { .. } => {}
             Change::Removed { route, method, old } => {
                 info!(route = %route, method = method.as_str(), old = %old, "handler removed");
             }

@@ -1,4 +1,4 @@
-//! The directory walk: routes folder tree in, [`RouteFile`]s or every [`Problem`] out.
+//! The directory walk: routes folder tree in, [`RouteFile`]s and every [`Problem`] out.
 //!
 //! Only reads the file system (names and metadata, never file contents); knows nothing of
 //! wasm or HTTP.
@@ -19,6 +19,31 @@ pub const MAX_DEPTH: usize = 32;
 /// handler files, other `*.wasm` files are errors, other files and entries starting with `.`
 /// are ignored. Symlinks are followed; a cycle or a tree deeper than [`MAX_DEPTH`] is a problem.
 pub fn scan(dir: &Path) -> Result<Vec<RouteFile>, ScanError> {
+    let scanned = walk(dir)?;
+    match ScanError::from_problems(scanned.problems) {
+        Some(err) => Err(err),
+        None => Ok(scanned.files),
+    }
+}
+
+/// What a tolerant walk found: the usable handler files and the problems beside them.
+#[derive(Debug)]
+pub struct Scanned {
+    /// The handler files that can be routed, sorted by (route, method).
+    pub files: Vec<RouteFile>,
+    /// Everything wrong in the tree. A file with a bad name is left out of `files`; so is every
+    /// file below a folder that cannot be routed (a bad `{param}` name, a second `{param}` folder
+    /// beside another, a parameter name used twice).
+    pub problems: Vec<Problem>,
+}
+
+/// Walks the tree like [`scan`] but keeps going past problems: one misnamed file never
+/// hides the rest of the tree.
+///
+/// # Errors
+///
+/// Only when the routes directory itself cannot be read or is not a directory.
+pub fn walk(dir: &Path) -> Result<Scanned, ScanError> {
     let mut walk = Walk::default();
     match fs::metadata(dir) {
         Err(source) => walk.problems.push(Problem::RoutesDirUnreadable { path: dir.to_path_buf(), source }),
@@ -27,12 +52,16 @@ pub fn scan(dir: &Path) -> Result<Vec<RouteFile>, ScanError> {
         }
         Ok(_) => walk.folder(dir, &mut Vec::new()),
     }
-    if let Some(err) = ScanError::from_problems(walk.problems) {
-        return Err(err);
+    if walk
+        .problems
+        .iter()
+        .any(|p| matches!(p, Problem::RoutesDirUnreadable { .. } | Problem::RoutesDirNotADirectory { .. }))
+    {
+        return Err(ScanError::from_problems(walk.problems).expect("at least one problem"));
     }
     let mut files = walk.files;
     files.sort_by(|a, b| (&a.route, a.method).cmp(&(&b.route, b.method)));
-    Ok(files)
+    Ok(Scanned { files, problems: walk.problems })
 }
 
 /// State of one scan.
@@ -42,6 +71,9 @@ struct Walk {
     problems: Vec<Problem>,
     /// Canonical paths of the folders being walked, root first, to detect symlink cycles.
     ancestors: Vec<PathBuf>,
+    /// How many of the folders being walked cannot be routed: files below them are reported
+    /// but not served.
+    faulty: usize,
 }
 
 impl Walk {
@@ -116,6 +148,7 @@ impl Walk {
             self.problems.push(Problem::HandlerNotAFile { path, name: name.to_owned() });
             return;
         }
+        let problems_before = self.problems.len();
         match parse_segment(name) {
             None => {
                 self.problems.push(Problem::InvalidParamFolder { path: path.clone(), name: name.to_owned() });
@@ -145,10 +178,14 @@ impl Walk {
             self.problems.push(Problem::TooDeep { path, max: MAX_DEPTH });
             return;
         }
-        // Walk even a faulty folder, so one scan reports every problem below it too.
+        // Walk even a faulty folder, so one scan reports every problem below it too, but serve
+        // nothing from it.
+        let faulty = self.problems.len() > problems_before;
+        self.faulty += usize::from(faulty);
         segments.push(name.to_owned());
         self.folder(&path, segments);
         segments.pop();
+        self.faulty -= usize::from(faulty);
     }
 
     /// Records a handler file, ignores a non-`.wasm` file, reports any other `.wasm` file.
@@ -163,7 +200,9 @@ impl Walk {
             self.problems.push(Problem::HandlerNotAFile { path, name: name.to_owned() });
             return;
         }
-        self.files.push(RouteFile { route: route_of(segments.iter().map(String::as_str)), method, path });
+        if self.faulty == 0 {
+            self.files.push(RouteFile { route: route_of(segments.iter().map(String::as_str)), method, path });
+        }
     }
 
     fn unreadable(&mut self, path: &Path, source: std::io::Error) {
@@ -417,6 +456,32 @@ mod tests {
         let problems = problems(dir.path());
         assert_eq!(problems.len(), 2, "{problems:#?}");
         assert!(problems.iter().all(|p| p.ends_with("the name is not valid UTF-8")));
+    }
+
+    #[test]
+    fn a_tolerant_walk_keeps_every_good_file_and_reports_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        for rel in [
+            "ok/GET.wasm",
+            "bad/get.wasm",
+            "bad/POST.wasm",
+            "{a}/GET.wasm",
+            "{b}/x/GET.wasm",
+            "{c d}/GET.wasm",
+        ] {
+            let path = dir.path().join(rel);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, b"x").unwrap();
+        }
+        let scanned = walk(dir.path()).expect("the root is readable");
+        let routes: Vec<_> = scanned.files.iter().map(|f| (f.route.as_str(), f.method)).collect();
+        assert_eq!(routes, [("/bad", MethodKey::Post), ("/ok", MethodKey::Get), ("/{a}", MethodKey::Get)]);
+        let problems: Vec<String> = scanned.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert!(problems.iter().any(|p| p.contains("get.wasm")), "{problems:#?}");
+        assert!(problems.iter().any(|p| p.contains("{b}")), "{problems:#?}");
+        assert!(problems.iter().any(|p| p.contains("{c d}")), "{problems:#?}");
+        assert!(walk(&dir.path().join("missing")).is_err());
     }
 
     #[test]
