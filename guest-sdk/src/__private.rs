@@ -47,6 +47,13 @@ thread_local! {
         const { RefCell::new(State { request: None, stream: None, duplex: None }) };
 }
 
+/// The answer of a multi-method handler called with a method it does not implement (the host
+/// normally answers these itself).
+pub fn method_not_allowed(methods: &[&str]) -> crate::Response {
+    crate::IntoResponse::into_response(crate::HttpError::new(405, "Method Not Allowed"))
+        .with_header("allow", methods.join(", "))
+}
+
 /// The default `before` hook: proceed.
 pub fn proceed(_request: &Request) -> Flow {
     Flow::Proceed

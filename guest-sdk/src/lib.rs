@@ -128,7 +128,7 @@ pub use wit_bindgen as __wit_bindgen;
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "handler",
+        world: "sdk-handler",
         // The user's crate expands the export macro, so it must be public; it is hidden behind
         // our own `export!`.
         pub_export_macro: true,
@@ -150,6 +150,15 @@ pub mod bindings {
 /// export!(before = auth, after = handle);
 /// export!(stream = on_chunk, after = handle);
 /// export!(before = auth, stream = on_chunk, after = handle);
+/// ```
+///
+/// Or one function per method, as web.py's `do_GET`/`do_PUT`: the host learns the methods
+/// when it loads the component, answers `405` with the right `Allow` to the others (HEAD is
+/// served by `get`), and the SDK calls the function for the request's method. Build the crate
+/// once and place it as `ANY.wasm`; a method file beside it still wins over it.
+///
+/// ```text
+/// export!(get = list, post = create, delete = remove);
 /// ```
 ///
 /// Each function may be a path or a closure, of these shapes:
@@ -195,19 +204,33 @@ pub mod bindings {
 /// # use wasm_host_sdk::prelude::*;
 /// export!(after = |req: Request| Json(req.query_pairs().collect::<Vec<_>>()),);
 /// ```
+///
+/// ```no_run
+/// use wasm_host_sdk::prelude::*;
+///
+/// fn list(_req: Request) -> &'static str {
+///     "all the items"
+/// }
+///
+/// fn create(req: Request) -> (u16, String) {
+///     (201, format!("created {}", req.text().unwrap_or("?")))
+/// }
+///
+/// export!(get = list, post = create, delete = |_req| ());
+/// ```
 #[macro_export]
 macro_rules! export {
     (before = $before:expr, stream = $stream:expr, after = $after:expr $(,)?) => {
-        $crate::__export_hooks!(($before)($stream)($after));
+        $crate::__export_hooks!(($before)($stream)($after)[]);
     };
     (before = $before:expr, after = $after:expr $(,)?) => {
-        $crate::__export_hooks!(($before)()($after));
+        $crate::__export_hooks!(($before)()($after)[]);
     };
     (stream = $stream:expr, after = $after:expr $(,)?) => {
-        $crate::__export_hooks!(()($stream)($after));
+        $crate::__export_hooks!(()($stream)($after)[]);
     };
     (after = $after:expr $(,)?) => {
-        $crate::__export_hooks!(()()($after));
+        $crate::__export_hooks!(()()($after)[]);
     };
     (before = $before:expr $(, stream = $stream:expr)? $(,)?) => {
         ::std::compile_error!("export!: the `after` function is missing: `export!(before = .., after = ..)`");
@@ -215,14 +238,80 @@ macro_rules! export {
     (stream = $stream:expr $(,)?) => {
         ::std::compile_error!("export!: the `after` function is missing: `export!(stream = .., after = ..)`");
     };
+    ($($method:ident = $handler:expr),+ $(,)?) => {
+        $crate::__export_methods!($($method = $handler),+);
+    };
     ($after:expr $(,)?) => {
-        $crate::__export_hooks!(()()($after));
+        $crate::__export_hooks!(()()($after)[]);
     };
     ($($unexpected:tt)*) => {
         ::std::compile_error!(
-            "export! takes `after`, `after = ..`, `before = .., after = ..`, `stream = .., after = ..` \
-             or `before = .., stream = .., after = ..`, in this order"
+            "export! takes `after`, `after = ..`, `before = .., after = ..`, `stream = .., after = ..`, \
+             `before = .., stream = .., after = ..` (in this order), or one function per method: \
+             `get = .., post = .., delete = ..`"
         );
+    };
+}
+
+/// Implementation of [`export!`]'s one-function-per-method form: a dispatching `after` and the
+/// list of methods the host reads at load.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_methods {
+    ($($method:ident = $handler:expr),+) => {
+        const _: () = {
+            fn __wasm_host_dispatch(req: $crate::Request) -> $crate::Response {
+                let method = req.method().to_owned();
+                $(
+                    if method == $crate::__method_name!($method) {
+                        return $crate::IntoResponse::into_response(($handler)(req));
+                    }
+                )+
+                if method == "HEAD" {
+                    $(
+                        if "GET" == $crate::__method_name!($method) {
+                            return $crate::IntoResponse::into_response(($handler)(req));
+                        }
+                    )+
+                }
+                $crate::__private::method_not_allowed(&[$($crate::__method_name!($method)),+])
+            }
+            $crate::__export_hooks!(()()(__wasm_host_dispatch)[$($crate::__method_name!($method)),+]);
+        };
+    };
+}
+
+/// The upper-case method name for an `export!` key.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __method_name {
+    (get) => {
+        "GET"
+    };
+    (head) => {
+        "HEAD"
+    };
+    (post) => {
+        "POST"
+    };
+    (put) => {
+        "PUT"
+    };
+    (patch) => {
+        "PATCH"
+    };
+    (delete) => {
+        "DELETE"
+    };
+    (options) => {
+        "OPTIONS"
+    };
+    ($other:ident) => {
+        ::std::compile_error!(::std::concat!(
+            "export!: `",
+            ::std::stringify!($other),
+            "` is not a method; use get, head, post, put, patch, delete or options"
+        ))
     };
 }
 
@@ -230,7 +319,7 @@ macro_rules! export {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __export_hooks {
-    (($($before:expr)?) ($($stream:expr)?) ($after:expr)) => {
+    (($($before:expr)?) ($($stream:expr)?) ($after:expr) [$($method:expr),*]) => {
         const _: () = {
             struct __WasmHostHandler;
 
@@ -253,6 +342,12 @@ macro_rules! __export_hooks {
 
                 fn next_event() -> ::std::option::Option<$crate::bindings::Event> {
                     $crate::__private::next_event()
+                }
+            }
+
+            impl $crate::bindings::exports::wasm_host::http::info::Guest for __WasmHostHandler {
+                fn methods() -> ::std::vec::Vec<::std::string::String> {
+                    ::std::vec![$(::std::string::String::from($method)),*]
                 }
             }
 

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::routes::RouteTable;
+use crate::routes::{MethodKey, RouteTable};
 use crate::runtime::{ContentHash, Handler, Runtime};
 
 /// A handler file as served, with the label its log lines carry (e.g. `GET /users/{id}`).
@@ -23,6 +23,8 @@ pub struct LoadedHandler {
     pub label: Arc<str>,
     /// The version: the hash of the file's bytes.
     pub hash: ContentHash,
+    /// The methods the handler says it implements (empty: it does not say).
+    pub declares: Vec<MethodKey>,
 }
 
 /// The route table the server serves from. Handlers are shared between table versions, so a

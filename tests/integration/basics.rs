@@ -347,3 +347,37 @@ fn accept_loop_survives_running_out_of_file_descriptors() {
     });
     assert!(ok, "{}", s.log());
 }
+
+#[test]
+fn one_handler_for_several_methods_answers_405_with_allow_for_the_rest() {
+    let t = Tree::new(&[("items/ANY.wasm", a::MULTI_METHOD)]);
+    let s = Server::start(t.path(), &[]);
+    assert_eq!(get(&s, "/items"), (200, "listed".into()));
+    let mut resp = client().post(&s.url("/items")).send("x").unwrap();
+    assert_eq!(
+        (resp.status().as_u16(), resp.body_mut().read_to_string().unwrap()),
+        (201, "created x".into())
+    );
+    assert_eq!(client().delete(&s.url("/items")).call().unwrap().status().as_u16(), 204);
+    let mut c = s.connect();
+    c.write_all(b"HEAD /items HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let head = read_response(&mut BufReader::new(c), true).unwrap();
+    assert_eq!((head.status, head.header("content-length")), (200, Some("6")), "HEAD is served by get");
+    for method in ["PUT", "PATCH", "PROPFIND"] {
+        let r =
+            raw(&s, format!("{method} /items HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").as_bytes())
+                .unwrap();
+        assert_eq!(r.status, 405, "{method}");
+        assert_eq!(r.header("allow"), Some("GET, HEAD, POST, DELETE"), "{method}");
+    }
+    // A method file beside it wins over it, and joins the Allow list.
+    t.put("items/PUT.wasm", a::EXAMPLE_HELLO_WORLD);
+    let put = |s: &Server| client().put(&s.url("/items")).send("").unwrap().status().as_u16();
+    assert!(eventually(std::time::Duration::from_secs(10), || put(&s) == 200), "{}", s.log());
+    let r = raw(&s, b"PATCH /items HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(r.header("allow"), Some("GET, HEAD, POST, PUT, DELETE"));
+    // `wasm-host routes` lists the methods it declares.
+    let out = std::process::Command::new(BIN).arg("routes").arg(t.path()).output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.lines().any(|l| l.starts_with("/items") && l.contains("ANY:GET,POST,DELETE")), "{out}");
+}

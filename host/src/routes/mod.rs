@@ -133,6 +133,9 @@ pub struct RouteFile {
     pub method: MethodKey,
     /// The `.wasm` file, as reached from the scanned directory.
     pub path: PathBuf,
+    /// For an `ANY.wasm` file: the methods its handler says it implements (others get 405);
+    /// empty means every method. Filled in once the handler is loaded; ignored for method files.
+    pub declares: Vec<MethodKey>,
 }
 
 /// Every problem found while scanning a routes directory or building a [`RouteTable`].

@@ -30,6 +30,8 @@ struct Node {
     handlers: [Option<usize>; MethodKey::ALL.len()],
     /// The `Allow` header value for a 405 on this route.
     allow: Box<str>,
+    /// The methods the `ANY` handler declares (empty: every method).
+    any_declares: Vec<MethodKey>,
 }
 
 impl Node {
@@ -54,7 +56,11 @@ impl Node {
         {
             return Some(index);
         }
-        self.handler(MethodKey::Any)
+        let any = self.handler(MethodKey::Any)?;
+        let declared = |k| self.any_declares.contains(&k);
+        let served = self.any_declares.is_empty()
+            || key.is_some_and(|k| declared(k) || (k == MethodKey::Head && declared(MethodKey::Get)));
+        served.then_some(any)
     }
 }
 
@@ -234,6 +240,9 @@ impl<'e> TreeBuilder<'e> {
             });
         }
         *slot = Some(index);
+        if file.method == MethodKey::Any {
+            self.nodes[node].any_declares = file.declares.clone();
+        }
         Ok(())
     }
 
@@ -293,16 +302,19 @@ fn route_segments(route: &str) -> Result<Vec<(&str, Segment<'_>)>, &'static str>
         .collect()
 }
 
-/// The `Allow` value for a node: its methods in [`MethodKey::ALL`] order, HEAD added when GET
-/// exists. Empty for a node without handlers or with `ANY` (which never answers 405).
+/// The `Allow` value for a node: its methods in [`MethodKey::ALL`] order (an `ANY` handler's
+/// declared methods included), HEAD added when GET exists. Empty for a node without handlers or
+/// with an `ANY` that declares nothing (it serves every method, so never answers 405).
 fn allow_header(node: &Node) -> Box<str> {
-    if !node.has_handlers() || node.handler(MethodKey::Any).is_some() {
+    let any = node.handler(MethodKey::Any).is_some();
+    if !node.has_handlers() || (any && node.any_declares.is_empty()) {
         return Box::default();
     }
-    let has_get = node.handler(MethodKey::Get).is_some();
+    let has = |key| node.handler(key).is_some() || (any && node.any_declares.contains(&key));
+    let has_get = has(MethodKey::Get);
     MethodKey::ALL
         .into_iter()
-        .filter(|&key| node.handler(key).is_some() || (key == MethodKey::Head && has_get))
+        .filter(|&key| key != MethodKey::Any && (has(key) || (key == MethodKey::Head && has_get)))
         .map(MethodKey::as_str)
         .collect::<Vec<_>>()
         .join(", ")
@@ -373,6 +385,34 @@ fn segment_is_routable(raw: &str) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn any_that_declares_methods_answers_405_with_allow_for_the_others() {
+        let file = |method, declares: &[MethodKey]| RouteFile {
+            route: "/items".into(),
+            method,
+            path: format!("routes/items/{}", method.file_name()).into(),
+            declares: declares.to_vec(),
+        };
+        let table = RouteTable::new([
+            (file(MethodKey::Any, &[MethodKey::Get, MethodKey::Post, MethodKey::Delete]), "any"),
+            (file(MethodKey::Put, &[]), "put"),
+        ])
+        .unwrap();
+        let served = |method| match table.lookup(method, "/items") {
+            Lookup::Found(m) => Some(*m.handler),
+            _ => None,
+        };
+        assert_eq!(served("GET"), Some("any"));
+        assert_eq!(served("HEAD"), Some("any"), "HEAD is served by a declared GET");
+        assert_eq!(served("DELETE"), Some("any"));
+        assert_eq!(served("PUT"), Some("put"), "a method file wins over ANY");
+        match table.lookup("PATCH", "/items") {
+            Lookup::MethodNotAllowed { allow } => assert_eq!(allow, "GET, HEAD, POST, PUT, DELETE"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(table.lookup("PROPFIND", "/items"), Lookup::MethodNotAllowed { .. }));
+    }
+
     /// A table whose handlers are "METHOD /route" strings, from "route/METHOD" specs.
     fn table(specs: &[&str]) -> RouteTable<String> {
         RouteTable::new(specs.iter().map(|spec| {
@@ -380,6 +420,7 @@ mod tests {
             let route = if route.is_empty() { "/" } else { route };
             let method = MethodKey::from_file_name(&format!("{method}.wasm")).expect("method");
             let file = RouteFile {
+                declares: Vec::new(),
                 route: route.to_owned(),
                 method,
                 path: format!("routes{}/{}", route.trim_end_matches('/'), method.file_name()).into(),
@@ -412,7 +453,12 @@ mod tests {
 
     fn build_problems(routes: &[(&str, MethodKey, &str)]) -> Vec<String> {
         RouteTable::new(routes.iter().map(|(route, method, path)| {
-            let file = RouteFile { route: (*route).to_owned(), method: *method, path: (*path).into() };
+            let file = RouteFile {
+                route: (*route).to_owned(),
+                method: *method,
+                path: (*path).into(),
+                declares: Vec::new(),
+            };
             (file, ())
         }))
         .expect_err("table should be rejected")

@@ -20,7 +20,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 
 pub use bindings::{Body, Event, Flow, Header, Request, Response};
-use bindings::{HandlerPre, HandlerWorld};
+use bindings::{DescribedPre, HandlerPre, HandlerWorld};
 use state::HostState;
 pub use state::Services;
 
@@ -80,6 +80,14 @@ pub enum LoadError {
         /// wasmtime's explanation (which import is missing).
         reason: wasmtime::Error,
     },
+    /// The component's `info` export failed when asked at load.
+    #[error("cannot load handler {}: its `info.methods` export failed: {reason:#}", path.display())]
+    Describe {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: wasmtime::Error,
+    },
     /// The component does not export a world the host can serve.
     #[error("cannot load handler {}: does not implement the wasm-host handler world: {reason:#}", path.display())]
     World {
@@ -99,6 +107,7 @@ impl LoadError {
             | Self::CoreModule { path }
             | Self::Compile { path, .. }
             | Self::Link { path, .. }
+            | Self::Describe { path, .. }
             | Self::World { path, .. } => path,
         }
     }
@@ -268,19 +277,38 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|reason| LoadError::Link { path: path(), reason })?;
+        let described = DescribedPre::new(pre.clone()).ok();
         let pre = HandlerPre::new(pre).map_err(|reason| LoadError::World { path: path(), reason })?;
-        Ok((Handler { world: WorldPre::Hooks(pre) }, cached))
+        let methods = match described {
+            Some(described) => {
+                self.describe(&described).map_err(|reason| LoadError::Describe { path: path(), reason })?
+            }
+            None => Vec::new(),
+        };
+        Ok((Handler { world: WorldPre::Hooks(pre), methods }, cached))
     }
 
-    /// Creates a fresh instance of `handler` for one request to `route`, holding one permit of
-    /// the instance budget until it is dropped.
-    ///
-    /// # Errors
-    ///
-    /// [`GuestError::Busy`] when every permit is taken, [`GuestError::Instantiate`] when the
-    /// pool or the kernel cannot give it memory.
-    pub async fn instantiate(&self, handler: &Handler, route: &Arc<str>) -> Result<Instance, GuestError> {
-        let permit = self.permits.clone().try_acquire_owned().map_err(|_| GuestError::Busy)?;
+    /// Asks a component's `info` export which methods it implements, on a throwaway instance
+    /// under the usual CPU budget. Runs on a thread of its own so it can block whatever
+    /// context `load` is called from (a tokio worker at start-up, a blocking thread on reload).
+    fn describe(&self, pre: &DescribedPre<HostState>) -> wasmtime::Result<Vec<String>> {
+        let route: Arc<str> = "(load)".into();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let mut store = self.new_store(&route);
+                    pollster::block_on(async {
+                        let described = pre.instantiate_async(&mut store).await?;
+                        described.wasm_host_http_info().call_methods(&mut store).await
+                    })
+                })
+                .join()
+                .unwrap_or_else(|_| Err(wasmtime::Error::msg("the probe thread panicked")))
+        })
+    }
+
+    /// A fresh store for one instance serving `route`: memory limits, CPU budget, services.
+    fn new_store(&self, route: &Arc<str>) -> Store<HostState> {
         let max_memory = usize::try_from(self.limits.max_memory).unwrap_or(usize::MAX);
         let budget = ticks(self.limits.cpu_timeout);
         let state = HostState::new(route, max_memory, budget, self.services.clone());
@@ -296,6 +324,19 @@ impl Runtime {
             }
             Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
         });
+        store
+    }
+
+    /// Creates a fresh instance of `handler` for one request to `route`, holding one permit of
+    /// the instance budget until it is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`GuestError::Busy`] when every permit is taken, [`GuestError::Instantiate`] when the
+    /// pool or the kernel cannot give it memory.
+    pub async fn instantiate(&self, handler: &Handler, route: &Arc<str>) -> Result<Instance, GuestError> {
+        let permit = self.permits.clone().try_acquire_owned().map_err(|_| GuestError::Busy)?;
+        let mut store = self.new_store(route);
         let world = match &handler.world {
             WorldPre::Hooks(pre) => pre
                 .instantiate_async(&mut store)
@@ -353,9 +394,16 @@ enum WorldPre {
 #[derive(Clone)]
 pub struct Handler {
     world: WorldPre,
+    methods: Vec<String>,
 }
 
 impl Handler {
+    /// The request methods the component says it implements (its `info` export, asked once
+    /// at load); empty when it does not say.
+    pub fn methods(&self) -> &[String] {
+        &self.methods
+    }
+
     /// The world the component implements.
     pub fn world(&self) -> World {
         match self.world {

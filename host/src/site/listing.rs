@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 
 use super::Build;
 
-/// Renders the route table of `build`: `ROUTE METHOD WORLD FILE` columns; a handler that
+/// Renders the route table of `build`: `ROUTE METHOD WORLD FILE` columns (an `ANY` file whose
+/// handler declares its methods shows them: `ANY:GET,POST`); a handler that
 /// cannot be served has `-` as its world and `BROKEN: <reason>` after its file. Problems of the
 /// tree itself (misnamed files, unroutable folders) follow, one per line.
 pub fn render(build: &Build) -> String {
@@ -17,12 +18,13 @@ pub fn render(build: &Build) -> String {
                 Ok(handler) => (handler.world().name().to_owned(), String::new()),
                 Err(reason) => ("-".to_owned(), format!("  BROKEN: {reason}")),
             };
-            [
-                file.route.clone(),
-                file.method.as_str().to_owned(),
-                world,
-                format!("{}{note}", file.path.display()),
-            ]
+            let method = match file.declares.as_slice() {
+                [] => file.method.as_str().to_owned(),
+                declares => {
+                    format!("ANY:{}", declares.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","))
+                }
+            };
+            [file.route.clone(), method, world, format!("{}{note}", file.path.display())]
         })
         .collect();
     let header = ["ROUTE", "METHOD", "WORLD", "FILE"].map(str::to_owned);

@@ -35,6 +35,17 @@ pub enum SiteProblem {
     /// A handler file that cannot be loaded.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// A handler declares a method no handler file can be named after.
+    #[error(
+        "cannot load handler {}: it declares method `{method}`, which is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
+        path.display()
+    )]
+    UnknownMethod {
+        /// The file.
+        path: PathBuf,
+        /// The method it declares.
+        method: String,
+    },
 }
 
 /// Why a site could not be built: every problem found, one per line.
@@ -159,7 +170,7 @@ impl SiteBuilder {
         if force {
             self.failed.clear();
         }
-        let mut entries = Vec::with_capacity(files.len());
+        let mut entries: Vec<(RouteFile, Arc<LoadedHandler>)> = Vec::with_capacity(files.len());
         let mut changes = Vec::new();
         let mut problems = Vec::new();
         let mut summary = LoadSummary::default();
@@ -205,9 +216,8 @@ impl SiteBuilder {
                     });
                     entries.push((file, Arc::new(loaded)));
                 }
-                Err(e) => {
+                Err(problem) => {
                     self.failed.insert(file.path.clone(), hash);
-                    let problem: SiteProblem = e.into();
                     let kept = match previous {
                         Some(prev) if prev.handler.is_ok() => prev,
                         _ => {
@@ -223,6 +233,12 @@ impl SiteBuilder {
         }
         for ((route, method), gone) in old {
             changes.push(Change::Removed { route, method, old: gone.hash });
+        }
+        // An ANY file routes only the methods its handler declares.
+        for (file, loaded) in &mut entries {
+            if file.method == MethodKey::Any {
+                file.declares = loaded.declares.clone();
+            }
         }
         let routes = RouteTable::new(entries).map_err(|e| SiteError::from_routes(e.into_problems()))?;
         Ok(Build { routes, changes, problems, tree_problems, summary })
@@ -245,7 +261,7 @@ pub fn log_problems(build: &Build) {
 /// The table entry of a handler file that cannot be served: its route answers 503.
 fn unavailable(file: &RouteFile, hash: ContentHash, reason: &str) -> Arc<LoadedHandler> {
     let label = format!("{} {}", file.method.as_str(), file.route).into();
-    Arc::new(LoadedHandler { handler: Err(reason.into()), label, hash })
+    Arc::new(LoadedHandler { handler: Err(reason.into()), label, hash, declares: Vec::new() })
 }
 
 /// Loads every handler under `dir` for start-up and `wasm-host routes`. With `strict`, any
@@ -272,8 +288,16 @@ fn load_file(
     file: &RouteFile,
     bytes: &[u8],
     hash: ContentHash,
-) -> Result<(LoadedHandler, bool), LoadError> {
+) -> Result<(LoadedHandler, bool), SiteProblem> {
     let (handler, cached) = runtime.load(&file.path, bytes)?;
+    let declares = handler
+        .methods()
+        .iter()
+        .map(|m| {
+            MethodKey::from_request_method(m)
+                .ok_or_else(|| SiteProblem::UnknownMethod { path: file.path.clone(), method: m.clone() })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let label = format!("{} {}", file.method.as_str(), file.route).into();
-    Ok((LoadedHandler { handler: Ok(handler), label, hash }, cached))
+    Ok((LoadedHandler { handler: Ok(handler), label, hash, declares }, cached))
 }

@@ -201,7 +201,8 @@ impl Walk {
             return;
         }
         if self.faulty == 0 {
-            self.files.push(RouteFile { route: route_of(segments.iter().map(String::as_str)), method, path });
+            let route = route_of(segments.iter().map(String::as_str));
+            self.files.push(RouteFile { route, method, path, declares: Vec::new() });
         }
     }
 
