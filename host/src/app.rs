@@ -31,6 +31,15 @@ pub struct LoadedHandler {
 /// reload only compiles what changed and a request keeps its version alive until it ends.
 pub type Routes = RouteTable<Arc<LoadedHandler>>;
 
+/// Dev mode's record of handlers whose latest build failed, as a route table of compiler
+/// messages: a request it matches gets the message instead of the handler (unless
+/// `--keep-serving` and a previous version is there).
+#[derive(Default)]
+pub struct BuildFailures {
+    /// The routes whose build failed, each with cargo's output.
+    pub table: ArcSwap<RouteTable<Arc<str>>>,
+}
+
 /// State shared by every connection.
 pub struct App {
     /// The validated configuration.
@@ -41,11 +50,20 @@ pub struct App {
     pub routes: ArcSwap<Routes>,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
+    /// `wasm-host dev` only: the handlers whose build is broken.
+    pub build_failures: Option<BuildFailures>,
 }
 
 impl App {
     /// The state for serving `routes` with `runtime` under `config`.
     pub fn new(config: Config, runtime: Runtime, routes: Routes) -> Self {
-        Self { config, runtime, routes: ArcSwap::from_pointee(routes), shutdown: CancellationToken::new() }
+        let build_failures = config.dev.map(|_| BuildFailures::default());
+        Self {
+            config,
+            runtime,
+            routes: ArcSwap::from_pointee(routes),
+            shutdown: CancellationToken::new(),
+            build_failures,
+        }
     }
 }

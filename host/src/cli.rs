@@ -50,6 +50,36 @@ pub enum Command {
         /// The routes directory.
         routes_dir: PathBuf,
     },
+    /// Build a project's handlers, serve them, and rebuild on every save.
+    ///
+    /// Builds every handler crate of the project (`cargo build --release --target
+    /// wasm32-wasip2`, installing the target if missing), places the components into its routes
+    /// tree and serves it; on each save rebuilds only what changed and swaps it in without a
+    /// restart. While a build is broken its route shows the compiler's message; a trap shows
+    /// the panic and a symbolised backtrace.
+    #[command(after_help = "Example:\n  wasm-host new hello --route /hello && cd hello && wasm-host dev")]
+    Dev(DevArgs),
+}
+
+/// Arguments of `wasm-host dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// The project folder (made by `wasm-host new`).
+    #[arg(default_value = ".")]
+    pub project_dir: PathBuf,
+
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = config::DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// While a handler's build is broken, keep serving its previous good version instead of
+    /// the page with the compiler's message.
+    #[arg(long)]
+    pub keep_serving: bool,
+
+    /// Directory for the compiled-code cache [default: wasmtime's per-user cache directory].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Arguments of `wasm-host run`.

@@ -89,6 +89,9 @@ pub struct RuntimeLimits {
     pub request_timeout: Duration,
     /// Wall-clock time per pull of a streaming response.
     pub pull_timeout: Duration,
+    /// Resolve guest traps to source lines (DWARF) in their backtraces: `wasm-host dev` only,
+    /// since it costs compile time and memory per handler.
+    pub backtrace_details: bool,
 }
 
 impl Default for RuntimeLimits {
@@ -99,6 +102,7 @@ impl Default for RuntimeLimits {
             cpu_timeout: DEFAULT_CPU_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             pull_timeout: DEFAULT_PULL_TIMEOUT,
+            backtrace_details: false,
         }
     }
 }
@@ -165,6 +169,16 @@ pub struct Config {
     /// Refuse to start when any handler file fails to load or the tree has a problem, instead
     /// of serving the rest (broken routes answer 503).
     pub strict: bool,
+    /// Set by `wasm-host dev`: build errors and traps are answered with pages that show them.
+    pub dev: Option<DevMode>,
+}
+
+/// What `wasm-host dev` changes in how requests are answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DevMode {
+    /// While a handler's build is broken, keep serving its previous good version (instead of
+    /// the page with the compiler's message).
+    pub keep_serving: bool,
 }
 
 /// A configuration value that cannot be used.
@@ -191,6 +205,7 @@ impl Config {
             watch: true,
             cache: CompileCache::Default,
             strict: false,
+            dev: None,
         }
     }
 

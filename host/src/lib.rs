@@ -10,6 +10,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod dev;
 pub mod http;
 pub mod routes;
 pub mod runtime;

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(*args),
         Command::Routes { routes_dir } => list_routes(&routes_dir),
+        Command::Dev(args) => dev(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -50,6 +51,43 @@ fn run(args: wasm_host::cli::RunArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let server = Server::bind(config).await?;
         let addr = server.local_addr()?;
+        #[allow(clippy::print_stdout, reason = "the readiness line is part of the CLI's output")]
+        {
+            println!("listening on http://{addr}");
+        }
+        server.run(shutdown_signal()).await
+    })
+}
+
+fn dev(args: wasm_host::cli::DevArgs) -> anyhow::Result<()> {
+    use wasm_host::dev::{Builder, Project, ensure_wasm_target, watch_project, watch_sources};
+    let project = Project::load(&args.project_dir)?;
+    ensure_wasm_target()?;
+    let watcher = watch_project(&project.root)?;
+    std::fs::create_dir_all(&project.routes_dir)
+        .with_context(|| format!("cannot create {}", project.routes_dir.display()))?;
+    let mut builder = Builder::default();
+    let broken = builder.round(&project);
+    let mut config = wasm_host::config::Config::new(project.routes_dir.clone());
+    config.listen = args.listen;
+    config.dev = Some(wasm_host::config::DevMode { keep_serving: args.keep_serving });
+    config.runtime.backtrace_details = true;
+    if let Some(dir) = args.cache_dir {
+        config.cache = CompileCache::Dir(dir);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.workers)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let server = Server::bind(config).await?;
+        let app = server.app().clone();
+        if let Some(failures) = &app.build_failures {
+            failures.table.store(std::sync::Arc::new(broken));
+        }
+        let addr = server.local_addr()?;
+        tokio::spawn(watch_sources(app, project.root.clone(), watcher, builder));
         #[allow(clippy::print_stdout, reason = "the readiness line is part of the CLI's output")]
         {
             println!("listening on http://{addr}");

@@ -3,6 +3,7 @@
 
 mod basics;
 mod cli;
+mod dev;
 mod framing;
 mod reload;
 mod streaming;

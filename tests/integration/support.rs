@@ -24,6 +24,17 @@ impl Server {
     /// Starts `wasm-host run <routes> --listen 127.0.0.1:0 <args>` and waits for its
     /// `listening on` line.
     pub fn start(routes: &Path, args: &[&str]) -> Server {
+        Self::start_command("run", routes, args, &[])
+    }
+
+    /// Starts `wasm-host <command> <dir> --listen 127.0.0.1:0 <args>` with extra environment
+    /// variables and waits for its `listening on` line.
+    pub fn start_command(
+        command: &str,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Server {
         // A compile cache shared by the test servers (not the user's): faster starts.
         let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compile-cache");
         let cache_args: &[&std::ffi::OsStr] = if args.iter().any(|a| a.contains("cache")) {
@@ -32,11 +43,12 @@ impl Server {
             &["--cache-dir".as_ref(), cache.as_os_str()]
         };
         let mut child = Command::new(BIN)
-            .arg("run")
-            .arg(routes)
+            .arg(command)
+            .arg(dir)
             .args(["--listen", "127.0.0.1:0"])
             .args(cache_args)
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .env_remove("NO_COLOR")
             .stdout(Stdio::piped())
@@ -64,7 +76,7 @@ impl Server {
                 }
             }
         });
-        match rx.recv_timeout(Duration::from_secs(120)) {
+        match rx.recv_timeout(Duration::from_secs(600)) {
             Ok(addr) => Server { child, addr, log },
             Err(_) => {
                 let _ = child.kill();

@@ -52,6 +52,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let start = Instant::now();
         let routes = self.app.routes.load_full();
         let mut body = RequestBody::new(&head, self.app.config.http.max_body);
+        if self.app.build_failures.is_some() {
+            self.wants_html = head.header_all("accept").any(|v| v.windows(9).any(|w| w == b"text/html"));
+            if let Some(outcome) = self.answer_build_failure(&head, &mut body, &routes).await {
+                self.log_access(&head, &outcome, None, start);
+                return outcome.next;
+            }
+        }
         let (outcome, route) = match routes.lookup(&head.method, &head.path) {
             Lookup::Found(found) => {
                 let loaded = found.handler;
@@ -68,9 +75,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         outcome.next
     }
 
+    /// `wasm-host dev`: answers with the compiler's message when the request's route has a
+    /// broken build (unless `--keep-serving` and a previous version serves it).
+    async fn answer_build_failure(
+        &mut self,
+        head: &RequestHead,
+        body: &mut RequestBody,
+        routes: &crate::app::Routes,
+    ) -> Option<Outcome> {
+        let table = self.app.build_failures.as_ref()?.table.load_full();
+        let Lookup::Found(broken) = table.lookup(&head.method, &head.path) else {
+            return None;
+        };
+        let keep_serving = self.app.config.dev.is_some_and(|d| d.keep_serving);
+        if keep_serving
+            && matches!(routes.lookup(&head.method, &head.path), Lookup::Found(m) if m.handler.handler.is_ok())
+        {
+            return None;
+        }
+        Some(self.fail(head, body, Failure::BuildFailed(broken.handler.clone()), None).await)
+    }
+
     /// Answers a failure that happened before any response head went out: the one place every
     /// such failure becomes what is sent. HEAD gets no body; the connection closes when the
-    /// failure demands it, the request asked for it, or the body cannot be skipped.
+    /// failure demands it, the request asked for it, or the body cannot be skipped. In dev
+    /// mode, build errors and traps come with a page that shows them.
     async fn fail(
         &mut self,
         head: &RequestHead,
@@ -79,9 +108,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         route: Option<&str>,
     ) -> Outcome {
         failure.log(route, false);
-        let Some(answer) = failure.answer() else {
+        let Some(mut answer) = failure.answer() else {
             return Outcome::closed();
         };
+        if self.app.config.dev.is_some() {
+            answer.page = failure.dev_page(self.wants_html);
+        }
         let close = answer.close
             || !head.keep_alive
             || self.app.shutdown.is_cancelled()

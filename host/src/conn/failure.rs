@@ -37,6 +37,9 @@ pub(super) enum Failure {
     /// The route's handler file failed to load (the log said why when it was loaded).
     #[error("handler unavailable: {0}")]
     Unavailable(std::sync::Arc<str>),
+    /// `wasm-host dev`: the route's handler does not build; cargo's output.
+    #[error("handler build failed")]
+    BuildFailed(std::sync::Arc<str>),
     /// The handler asked to drop the connection (`flow::close`).
     #[error("handler closed the connection")]
     HandlerClosed,
@@ -63,6 +66,8 @@ pub(super) struct Answer {
     pub message: Cow<'static, str>,
     /// Extra head fields (`allow`, `retry-after`).
     pub extra: Option<(&'static str, Box<str>)>,
+    /// A page sent instead of `message`: (content type, body).
+    pub page: Option<(&'static str, String)>,
     /// The connection cannot be reused after this, whatever the request asked: the framing
     /// of what follows is unknown or the client is misbehaving.
     pub close: bool,
@@ -77,12 +82,17 @@ impl Failure {
             status,
             message: Cow::Borrowed(message),
             extra: None,
+            page: None,
             close,
         };
         Some(match self {
-            Failure::Malformed(e) => {
-                Answer { status: e.status(), message: e.to_string().into(), extra: None, close: true }
-            }
+            Failure::Malformed(e) => Answer {
+                status: e.status(),
+                message: e.to_string().into(),
+                extra: None,
+                page: None,
+                close: true,
+            },
             Failure::HeadTimeout => plain(408, "request head not received in time", true),
             Failure::BodyTimeout => plain(408, "request body not received in time", true),
             Failure::BadPath => plain(400, "bad request path", true),
@@ -94,6 +104,7 @@ impl Failure {
                 Answer { extra: Some(("retry-after", "1".into())), ..plain(503, "server busy", false) }
             }
             Failure::Unavailable(_) => plain(503, "handler unavailable", false),
+            Failure::BuildFailed(_) => plain(500, "handler build failed", false),
             Failure::Guest(GuestError::CpuTimeout(_) | GuestError::Deadline) => {
                 plain(504, "handler timed out", false)
             }
@@ -107,6 +118,32 @@ impl Failure {
             | Failure::InvalidEvent(_)
             | Failure::BodyLength(_) => plain(500, "internal server error", false),
             Failure::ClientGone | Failure::HandlerClosed => return None,
+        })
+    }
+
+    /// `wasm-host dev`'s page for a failure the developer should see in full: the compiler's
+    /// message for a broken build, the panic (message, location) and the symbolised wasm
+    /// backtrace for a trap. HTML for browsers, text otherwise; `None` for the rest.
+    pub(super) fn dev_page(&self, html: bool) -> Option<(&'static str, String)> {
+        let (title, detail): (String, &str) = match self {
+            Failure::BuildFailed(output) => ("The handler does not build".into(), output),
+            Failure::Guest(GuestError::Panic { trap, .. } | GuestError::OutOfMemory { trap, .. }) => {
+                (self.to_string(), trap)
+            }
+            Failure::Guest(GuestError::Trap(trap)) => ("The handler trapped".into(), trap),
+            _ => return None,
+        };
+        Some(if html {
+            let body = format!(
+                "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>wasm-host dev: {t}</title></head>\n\
+                 <body style=\"font-family: sans-serif\"><h1>{t}</h1>\n<pre style=\"background: #f4f4f4; padding: 1em\">{d}</pre>\n\
+                 <p>wasm-host dev: this page is shown because the server runs in dev mode.</p></body></html>\n",
+                t = escape_html(&title),
+                d = escape_html(detail)
+            );
+            ("text/html; charset=utf-8", body)
+        } else {
+            ("text/plain; charset=utf-8", format!("{title}\n\n{detail}\n"))
         })
     }
 
@@ -143,6 +180,21 @@ impl Failure {
             _ => {}
         }
     }
+}
+
+/// Escapes text for an HTML element's content.
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -190,6 +242,23 @@ mod tests {
         {
             assert!(!f.answer().unwrap().close, "{f:?}");
         }
+    }
+
+    #[test]
+    fn dev_pages_show_build_errors_and_traps_escaped() {
+        let f = Failure::BuildFailed("error[E0308]: expected `<u8>`".into());
+        let (ty, page) = f.dev_page(true).unwrap();
+        assert!(ty.starts_with("text/html") && page.contains("expected `&lt;u8&gt;`"), "{page}");
+        let (ty, page) = f.dev_page(false).unwrap();
+        assert!(ty.starts_with("text/plain") && page.contains("expected `<u8>`"), "{page}");
+        let f = Failure::Guest(GuestError::Panic {
+            location: "src/lib.rs:3:5".into(),
+            message: "boom".into(),
+            trap: "0: f".into(),
+        });
+        let (_, page) = f.dev_page(false).unwrap();
+        assert!(page.contains("src/lib.rs:3:5") && page.contains("boom") && page.contains("0: f"), "{page}");
+        assert!(Failure::NotFound.dev_page(true).is_none());
     }
 
     #[test]

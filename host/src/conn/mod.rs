@@ -31,7 +31,7 @@ use tracing::info;
 use self::failure::Failure;
 use self::io::Io;
 use crate::app::App;
-use crate::http::{RequestHead, error_response, is_head_request, parse_head};
+use crate::http::{RequestHead, error_response, is_head_request, page_response, parse_head};
 
 /// What the connection does after a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,7 +73,7 @@ pub async fn serve<S>(stream: S, peer: SocketAddr, app: Arc<App>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut conn = Conn { io: Io::new(stream), peer, peer_text: peer.to_string(), app };
+    let mut conn = Conn { io: Io::new(stream), peer, peer_text: peer.to_string(), app, wants_html: false };
     let mut first = true;
     loop {
         let head = match conn.read_head(first).await {
@@ -101,6 +101,8 @@ struct Conn<S> {
     peer: SocketAddr,
     peer_text: String,
     app: Arc<App>,
+    /// `wasm-host dev`: the current request accepts HTML, so its dev pages are HTML.
+    wants_html: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
@@ -157,7 +159,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn send_answer(&mut self, answer: &failure::Answer, close: bool, head_only: bool) -> Outcome {
         self.io.out.clear();
         let extra = answer.extra.as_ref().map(|(name, value)| (*name, &**value));
-        error_response(&mut self.io.out, answer.status, &answer.message, extra.as_slice(), close, head_only);
+        match &answer.page {
+            Some((content_type, body)) => page_response(
+                &mut self.io.out,
+                answer.status,
+                content_type,
+                body.as_bytes(),
+                extra.as_slice(),
+                close,
+                head_only,
+            ),
+            None => error_response(
+                &mut self.io.out,
+                answer.status,
+                &answer.message,
+                extra.as_slice(),
+                close,
+                head_only,
+            ),
+        }
         let bytes = match self.io.write_out_with(&[]).await {
             Ok(()) => self.io.out.len() as u64,
             Err(_) => 0,

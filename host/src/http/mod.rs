@@ -25,7 +25,7 @@ pub use framing::{BodyEncoder, BodyError, BodyKind, Framed, ResponsePlan, plan_r
 pub use head::{BodyFraming, RequestHead, Version, is_head_request, parse_head};
 pub use response::{
     CHUNK_TRAILER, CONTINUE_100, ChunkHeader, LAST_CHUNK, ResponseError, ResponseFraming, chunk_header,
-    encode_head, error_response, is_token, reason_phrase, status_allows_body,
+    encode_head, error_response, is_token, page_response, reason_phrase, status_allows_body,
 };
 pub use sse::{SSE_HEADERS, SSE_KEEPALIVE, SseError, SseEvent, encode_event};
 

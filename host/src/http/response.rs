@@ -146,11 +146,47 @@ pub fn error_response(
     close: bool,
     head_only: bool,
 ) {
+    push_host_head(out, status, "text/plain; charset=utf-8", message.len() as u64 + 1, extra, close);
+    if !head_only {
+        out.extend_from_slice(message.as_bytes());
+        out.push(b'\n');
+    }
+}
+
+/// Appends a complete host answer whose body is `body` of type `content_type` (e.g. an HTML
+/// page): the same head as [`error_response`] otherwise, and no body with `head_only`.
+pub fn page_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    extra: &[(&str, &str)],
+    close: bool,
+    head_only: bool,
+) {
+    debug_assert!(content_type.bytes().all(is_field_value_byte));
+    push_host_head(out, status, content_type, body.len() as u64, extra, close);
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+}
+
+/// The head of a host answer with `content-length: len`.
+fn push_host_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: &str,
+    len: u64,
+    extra: &[(&str, &str)],
+    close: bool,
+) {
     debug_assert!((200..=999).contains(&status) && status_allows_body(status));
-    out.reserve(160 + message.len());
+    out.reserve(160 + len as usize);
     push_status_line(out, status);
     push_date(out);
-    out.extend_from_slice(b"content-type: text/plain; charset=utf-8\r\n");
+    out.extend_from_slice(b"content-type: ");
+    out.extend_from_slice(content_type.as_bytes());
+    out.extend_from_slice(b"\r\n");
     for (name, value) in extra {
         debug_assert!(is_token(name.as_bytes()));
         debug_assert!(value.bytes().all(is_field_value_byte));
@@ -160,16 +196,12 @@ pub fn error_response(
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"content-length: ");
-    push_decimal(out, message.len() as u64 + 1);
+    push_decimal(out, len);
     out.extend_from_slice(b"\r\n");
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    if !head_only {
-        out.extend_from_slice(message.as_bytes());
-        out.push(b'\n');
-    }
 }
 
 /// Whether a response with this status may have a body: false for 1xx, 204 and 304
@@ -599,6 +631,17 @@ mod tests {
             show(&out),
             "HTTP/1.1 404 Not Found\r\ndate: <date>\r\ncontent-type: text/plain; charset=utf-8\r\n\
              content-length: 10\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn page_response_carries_its_own_type_and_length() {
+        let mut out = Vec::new();
+        page_response(&mut out, 500, "text/html; charset=utf-8", b"<p>x</p>", &[], false, false);
+        assert_eq!(
+            show(&out),
+            "HTTP/1.1 500 Internal Server Error\r\ndate: <date>\r\ncontent-type: text/html; charset=utf-8\r\n\
+             content-length: 8\r\n\r\n<p>x</p>"
         );
     }
 

@@ -227,6 +227,11 @@ impl Runtime {
         config
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)
+            .wasm_backtrace_details(if limits.backtrace_details {
+                wasmtime::WasmBacktraceDetails::Enable
+            } else {
+                wasmtime::WasmBacktraceDetails::Disable
+            })
             .cache(cache.clone());
         let engine = Engine::new(&config)?;
 
