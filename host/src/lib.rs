@@ -3,7 +3,7 @@
 //! The binary (`main.rs`) only wires this library: [`cli`] parses arguments into a validated
 //! [`config::Config`], [`server::Server`] binds and accepts, `conn` runs each connection's
 //! keep-alive loop, joining the sans-IO [`http`] codec, the [`routes`] table and the wasm
-//! [`runtime`].
+//! [`runtime`]. [`scaffold`] creates handler crates (`wasm-host new`).
 
 pub mod cli;
 pub mod config;
@@ -12,4 +12,5 @@ pub mod http;
 pub mod reload;
 pub mod routes;
 pub mod runtime;
+pub mod scaffold;
 pub mod server;

@@ -5,5 +5,6 @@ mod basics;
 mod cli;
 mod framing;
 mod reload;
+mod sdk;
 mod streaming;
 mod support;
