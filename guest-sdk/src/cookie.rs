@@ -9,6 +9,11 @@ use std::fmt;
 use std::time::Duration;
 
 /// The `SameSite` attribute of a cookie: whether browsers send it on cross-site requests.
+///
+/// ```
+/// # use wasm_host_sdk::{Cookie, SameSite};
+/// assert_eq!(Cookie::new("a", "1").same_site(SameSite::Strict).to_string(), "a=1; SameSite=Strict");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SameSite {
     /// Only on same-site requests.

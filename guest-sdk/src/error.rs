@@ -69,7 +69,14 @@ impl HttpError {
         self
     }
 
-    /// Whether the error is always answered as JSON (see [`HttpError::as_json`]).
+    /// Whether the error is always answered as JSON (see [`HttpError::as_json`]); errors
+    /// from parsing JSON are.
+    ///
+    /// ```
+    /// # use wasm_host_sdk::HttpError;
+    /// let error: HttpError = serde_json::from_str::<u8>("x").unwrap_err().into();
+    /// assert!(error.is_json() && !HttpError::bad_request("no").is_json());
+    /// ```
     pub fn is_json(&self) -> bool {
         self.json
     }

@@ -20,7 +20,16 @@ const MAX_PADDING: usize = 256;
 /// The longest boundary RFC 2046 §5.1.1 allows.
 const MAX_BOUNDARY: usize = 70;
 
-/// What the parser found in the bytes fed to it, in order.
+/// What the parser found in the bytes fed to it, in order: for each part a `Head`, its
+/// content as any number of `Data`, then `End`.
+///
+/// ```
+/// use wasm_host_sdk::{MultipartParser, PartEvent};
+///
+/// let mut parser = MultipartParser::new("b").unwrap();
+/// let events = parser.feed(b"--b\r\nContent-Disposition: form-data; name=n\r\n\r\nv\r\n--b--").unwrap();
+/// assert!(matches!(&events[..], [PartEvent::Head(h), PartEvent::Data(d), PartEvent::End] if h.name() == "n" && d == b"v"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PartEvent {
     /// A part begins; its content follows as `Data` events, then `End`.
@@ -354,6 +363,14 @@ impl MultipartParser {
 }
 
 /// One part of a buffered multipart body: its head and its content.
+///
+/// ```
+/// # use wasm_host_sdk::Multipart;
+/// let body = b"--b\r\nContent-Disposition: form-data; name=doc; filename=a.txt\r\n\r\nhi\r\n--b--";
+/// let form = Multipart::parse("multipart/form-data; boundary=b", body).unwrap();
+/// let part = &form.parts()[0];
+/// assert_eq!((part.name(), part.filename(), part.text().unwrap()), ("doc", Some("a.txt"), "hi"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Part {
     head: PartHead,

@@ -416,6 +416,15 @@ impl Request {
     /// The form fields as decoded `(name, value)` pairs, in order, from an
     /// `application/x-www-form-urlencoded` body or the text fields of a `multipart/form-data`
     /// body; `415` for another `Content-Type`.
+    ///
+    /// ```
+    /// # use wasm_host_sdk::Request;
+    /// let req = Request::new("POST", "/")
+    ///     .with_header("Content-Type", "application/x-www-form-urlencoded")
+    ///     .with_body("tag=a&tag=b%26c");
+    /// let tags: Vec<String> = req.form_fields().unwrap().into_iter().map(|(_, value)| value).collect();
+    /// assert_eq!(tags, ["a", "b&c"]);
+    /// ```
     pub fn form_fields(&self) -> Result<Vec<(String, String)>, HttpError> {
         if self.is_multipart() {
             return self.multipart()?.fields();
@@ -427,8 +436,21 @@ impl Request {
     /// The body parsed as `multipart/form-data`: text fields and files. `415` for another
     /// `Content-Type`, `400` saying why for a malformed body. The whole body is in memory:
     /// for large uploads, parse it as it arrives with [`Request::multipart_events`].
+    ///
+    /// ```
+    /// # use wasm_host_sdk::Request;
+    /// let req = Request::new("POST", "/").with_header("Content-Type", "multipart/form-data; boundary=x");
+    /// let error = req.with_body("--x\r\nContent-Disposition: form-data; name=a\r\n\r\n1").multipart().unwrap_err();
+    /// assert_eq!(error.message, "malformed multipart body: the body ended inside a part, before its closing boundary");
+    /// ```
     pub fn multipart(&self) -> Result<Multipart, HttpError> {
-        Multipart::parse(self.content_type().unwrap_or_default(), &self.body)
+        Multipart::parse(self.multipart_content_type()?, &self.body)
+    }
+
+    /// The `Content-Type`, or the 415 a multipart accessor answers without one.
+    fn multipart_content_type(&self) -> Result<&str, HttpError> {
+        self.content_type()
+            .ok_or_else(|| HttpError::new(415, "expected a multipart/form-data body, got no Content-Type"))
     }
 
     /// From a `stream` hook: feeds this body chunk to a multipart parser kept with the
@@ -494,7 +516,7 @@ impl Request {
 
     fn streamed_multipart(&mut self) -> Result<&mut MultipartParser, HttpError> {
         if self.state::<StreamedMultipart>().is_none_or(|streamed| streamed.0.is_none()) {
-            let parser = MultipartParser::for_content_type(self.content_type().unwrap_or_default())?;
+            let parser = MultipartParser::for_content_type(self.multipart_content_type()?)?;
             self.state_mut::<StreamedMultipart>().0 = Some(parser);
         }
         Ok(self.state_mut::<StreamedMultipart>().0.as_mut().expect("the parser was just set"))
@@ -539,6 +561,12 @@ impl Request {
     }
 
     /// Every cookie the client sent as decoded `(name, value)` pairs, in order.
+    ///
+    /// ```
+    /// # use wasm_host_sdk::Request;
+    /// let req = Request::new("GET", "/").with_header("Cookie", "a=1; b=2");
+    /// assert_eq!(req.cookies().map(|(name, _)| name).collect::<Vec<_>>(), ["a", "b"]);
+    /// ```
     pub fn cookies(&self) -> impl Iterator<Item = (String, String)> + '_ {
         self.headers
             .iter()
@@ -714,6 +742,11 @@ mod tests {
     fn streamed_multipart_needs_its_content_type_and_an_end() {
         let mut req = Request::new("POST", "/").with_header("Content-Type", "text/plain");
         assert_eq!(req.multipart_events(b"x").unwrap_err().status, 415);
+        let error = Request::new("POST", "/").multipart().unwrap_err();
+        assert_eq!(
+            (error.status, error.message.as_str()),
+            (415, "expected a multipart/form-data body, got no Content-Type")
+        );
         let mut req =
             Request::new("POST", "/").with_header("Content-Type", "multipart/form-data; boundary=b");
         assert_eq!(req.multipart_finish().unwrap_err().status, 400, "an empty body is not a form");

@@ -50,6 +50,10 @@ pub struct Response {
     /// The message of the [`HttpError`](crate::HttpError) this text response was made from,
     /// while its `Content-Type` is unchanged: the SDK may send it as JSON instead.
     error_message: Option<String>,
+    /// The 500 the SDK answers instead of a response it refused to build (a redirect to a
+    /// location with CR/LF, a cookie with an invalid attribute): later builder calls leave it
+    /// as it is, so nothing of the refused response leaks out.
+    refused: bool,
 }
 
 /// The body of a [`Response`].
@@ -67,7 +71,13 @@ pub(crate) enum Body {
 impl Response {
     /// A response with this status, no headers and an empty body.
     pub fn new(status: u16) -> Self {
-        Self { status, headers: Vec::new(), body: Body::Full(Vec::new()), error_message: None }
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Body::Full(Vec::new()),
+            error_message: None,
+            refused: false,
+        }
     }
 
     /// An error message as `text/plain`, which [`Response::negotiate`] may turn into JSON.
@@ -222,7 +232,8 @@ impl Response {
     /// `location` may be absolute (`https://example.com/x`) or relative (`/users/7`).
     /// Non-ASCII characters and spaces are percent-encoded. A location containing a control
     /// character (CR, LF, NUL, ...) is never sent: the response is a `500` saying so instead,
-    /// so a redirect target taken from the request cannot inject headers.
+    /// so a redirect target taken from the request cannot inject headers (later builder calls
+    /// leave that 500 unchanged).
     ///
     /// ```
     /// use wasm_host_sdk::Response;
@@ -273,14 +284,20 @@ impl Response {
             Ok(location) => Self::text(format!("Redirecting to {location}\n"))
                 .with_status(status)
                 .with_header("location", location),
-            Err(message) => Self::error_text(500, message),
+            Err(message) => Self::refusal(message),
         }
+    }
+
+    /// The 500 answered instead of a response the SDK refused to build.
+    fn refusal(message: String) -> Self {
+        Self { refused: true, ..Self::error_text(500, message) }
     }
 
     /// Adds a `Set-Cookie` header for `cookie` (several cookies give several headers).
     ///
     /// A cookie whose `path` or `domain` contains a control character or `;` is never sent:
-    /// the response becomes a `500` saying so.
+    /// the response becomes a `500` saying so, which later builder calls (more cookies,
+    /// headers, a status) leave unchanged.
     ///
     /// ```
     /// use wasm_host_sdk::{Cookie, Response};
@@ -292,21 +309,29 @@ impl Response {
     /// assert_eq!(cookies, [&b"a=1"[..], b"b=x%20y; HttpOnly"]);
     /// ```
     pub fn with_cookie(self, cookie: Cookie) -> Self {
+        if self.refused {
+            return self;
+        }
         match cookie.header_value() {
             Ok(value) => self.append_header("set-cookie", value),
-            Err(message) => Self::error_text(500, message),
+            Err(message) => Self::refusal(message),
         }
     }
 
     /// Replaces the status code.
     pub fn with_status(mut self, status: u16) -> Self {
-        self.status = status;
+        if !self.refused {
+            self.status = status;
+        }
         self
     }
 
     /// Sets the header `name` to `value`, replacing any header of that name (case-insensitive),
     /// e.g. to change the `Content-Type` a constructor chose.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        if self.refused {
+            return self;
+        }
         let name = name.into();
         if name.eq_ignore_ascii_case("content-type") {
             // The handler chose the format: an error message is no longer re-rendered.
@@ -319,7 +344,9 @@ impl Response {
 
     /// Adds a header field, keeping those of the same name (e.g. several `Set-Cookie`).
     pub fn append_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
-        self.headers.push((name.into(), value.into()));
+        if !self.refused {
+            self.headers.push((name.into(), value.into()));
+        }
         self
     }
 
@@ -564,6 +591,21 @@ mod tests {
             .append_header("Set-Cookie", "b=2");
         assert_eq!(response.header("content-type"), Some("text/csv"));
         assert_eq!(response.headers().count(), 3);
+    }
+
+    #[test]
+    fn a_refused_response_stays_refused() {
+        let response = Response::text("ok")
+            .with_cookie(Cookie::new("a", "1").path("/\n"))
+            .with_cookie(Cookie::new("b", "2"))
+            .with_header("x-extra", "1")
+            .append_header("set-cookie", "c=3")
+            .with_status(200);
+        assert_eq!(response.status(), 500);
+        assert_eq!(response.headers().map(|(name, _)| name).collect::<Vec<_>>(), ["content-type"]);
+        let redirect = Response::redirect("/\r\n").with_cookie(Cookie::new("a", "1")).with_status(302);
+        assert_eq!((redirect.status(), redirect.header("set-cookie")), (500, None));
+        assert!(redirect.body().is_some_and(|body| body.starts_with(b"refusing to redirect")));
     }
 
     #[test]
