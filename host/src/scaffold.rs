@@ -154,7 +154,9 @@ pub fn new_handler(args: &NewArgs, cwd: &Path) -> Result<Created, ScaffoldError>
         write_project(&project, sdk.as_deref())?;
     }
     write(&project.join(&handler_dir).join("Cargo.toml"), handler.cargo_toml().as_bytes())?;
-    write(&project.join(&handler_dir).join("src/lib.rs"), handler.lib_rs().as_bytes())?;
+    let lib_rs = project.join(&handler_dir).join("src/lib.rs");
+    write(&lib_rs, handler.lib_rs().as_bytes())?;
+    format_source(&lib_rs);
     let location = project.strip_prefix(cwd).map_or_else(|_| project.clone(), Path::to_path_buf);
     Ok(Created {
         project,
@@ -164,6 +166,17 @@ pub fn new_handler(args: &NewArgs, cwd: &Path) -> Result<Created, ScaffoldError>
         wasm: Path::new("target/wasm32-wasip2/release").join(format!("{}.wasm", handler.lib_name())),
         route_files: handler.route_files(),
     })
+}
+
+/// Formats a generated file with `rustfmt` if there is one (the generator lays code out
+/// close to rustfmt's style, not exactly); without it the file stays as generated.
+fn format_source(path: &Path) {
+    let _ = std::process::Command::new("rustfmt")
+        .args(["--edition", "2024"])
+        .arg(path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
 }
 
 /// Whether `dir` holds a wasm-host project (its `Cargo.toml` has the marker table).
@@ -377,10 +390,12 @@ impl Route {
 fn field_name(name: &str) -> String {
     let mut field: String =
         name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    // Names the generated code uses itself are taken too.
+    let taken = ["_", "req", "bytes", "method", "handle", "response", "params"];
     if field.is_empty()
         || field.starts_with(|c: char| c.is_ascii_digit())
         || is_keyword(&field)
-        || field == "_"
+        || taken.contains(&field.as_str())
     {
         field.insert_str(0, "p_");
     }
@@ -455,24 +470,27 @@ methods = [{methods}]
         )
     }
 
-    /// The Rust expression answering `method` (`None`: the request's own method, for ANY).
+    /// The Rust expression answering `method` (`None`: the request's own method, for ANY),
+    /// as a match arm's right-hand side. Parameters are local variables named after their
+    /// fields (`let Params { id } = ...`), captured by the format string.
     fn answer(&self, method: Option<&str>, with_body: bool) -> String {
         let path = self.route.render(|_, field| format!("{{{field}}}"));
-        let method_text = method.unwrap_or("{}");
-        let suffix = if with_body { ": {} bytes" } else { "" };
-        let mut args = Vec::new();
-        if method.is_none() {
-            args.push("req.method()".to_owned());
-        }
+        let (method_text, method_arg) = match method {
+            Some(method) => (method, ""),
+            None => ("{}", ", req.method()"),
+        };
         if with_body {
-            args.push("req.body().len()".to_owned());
+            let text = format!("{method_text} {path}: {{bytes}} bytes\\n");
+            return format!(
+                "{{\n            let bytes = req.body().len();\n            \
+                 Ok(Response::text(format!(\"{text}\"{method_arg})))\n        }}"
+            );
         }
-        args.extend(self.route.params().map(|(_, field)| format!("{field} = params.{field}")));
-        let text = format!("{method_text} {path}{suffix}\\n");
-        if args.is_empty() {
-            format!("Ok(Response::text(\"{text}\"))")
+        let text = format!("{method_text} {path}\\n");
+        if self.route.params().next().is_some() || method.is_none() {
+            format!("Ok(Response::text(format!(\"{text}\"{method_arg})))")
         } else {
-            format!("Ok(Response::text(format!(\"{text}\", {})))", args.join(", "))
+            format!("Ok(Response::text(\"{text}\"))")
         }
     }
 
@@ -506,7 +524,8 @@ methods = [{methods}]
         code.push_str("\n/// Answers every request routed to this handler.\n");
         code.push_str("fn handle(req: Request) -> Result<Response, HttpError> {\n");
         if has_params {
-            code.push_str("    let params: Params = req.params_as()?;\n");
+            let fields: Vec<&str> = self.route.params().map(|(_, field)| field).collect();
+            let _ = writeln!(code, "    let Params {{ {} }} = req.params_as()?;", fields.join(", "));
         }
         let has_get = self.methods.contains(&MethodKey::Get);
         let arms: Vec<String> = self
@@ -520,7 +539,10 @@ methods = [{methods}]
                     other => format!("{:?}", other.as_str()),
                 };
                 let with_body = matches!(method, MethodKey::Post | MethodKey::Put | MethodKey::Patch);
-                Some(format!("        {pattern} => {},\n", self.answer(Some(method.as_str()), with_body)))
+                let answer = self.answer(Some(method.as_str()), with_body);
+                // A block arm takes no comma.
+                let comma = if with_body { "" } else { "," };
+                Some(format!("        {pattern} => {answer}{comma}\n"))
             })
             .collect();
         let any = self.methods.contains(&MethodKey::Any);
@@ -542,20 +564,31 @@ methods = [{methods}]
         code.push_str("\n#[cfg(test)]\nmod tests {\n    use super::*;\n");
         for (method, with_body) in self.tested_methods() {
             let path = self.route.render(|_, _| SAMPLE_PARAM.to_owned());
-            let mut request = format!("Request::new({method:?}, {path:?})");
-            for (name, _) in self.route.params() {
-                let _ = write!(request, ".with_param({name:?}, {SAMPLE_PARAM:?})");
-            }
+            let mut calls: Vec<String> = self
+                .route
+                .params()
+                .map(|(name, _)| format!(".with_param({name:?}, {SAMPLE_PARAM:?})"))
+                .collect();
             let expected = if with_body {
-                request.push_str(".with_body(\"hello\")");
+                calls.push(".with_body(\"hello\")".to_owned());
                 format!("{method} {path}: 5 bytes\\n")
             } else {
                 format!("{method} {path}\\n")
             };
+            // Laid out as rustfmt would: one line if short, else one call per line.
+            let new = format!("Request::new({method:?}, {path:?})");
+            let one_line = format!("{new}{}", calls.concat());
+            let request = if one_line.len() <= 60 {
+                one_line
+            } else {
+                calls.iter().fold(new, |request, call| format!("{request}\n            {call}"))
+            };
             let _ = write!(
                 code,
-                "\n    #[test]\n    fn answers_{lower}() {{\n        let response = handle({request}).into_response();\n        \
-                 assert_eq!(response.status(), 200);\n        assert_eq!(response.body(), Some(&b\"{expected}\"[..]));\n    }}\n",
+                "\n    #[test]\n    fn answers_{lower}() {{\n        let req = {request};\n        \
+                 let response = handle(req).into_response();\n        \
+                 assert_eq!(response.status(), 200);\n        \
+                 assert_eq!(response.body(), Some(&b\"{expected}\"[..]));\n    }}\n",
                 lower = method.to_ascii_lowercase(),
             );
         }
@@ -655,6 +688,7 @@ mod tests {
         assert_eq!(field_name("User-ID"), "user_id");
         assert_eq!(field_name("type"), "p_type");
         assert_eq!(field_name("1st"), "p_1st");
+        assert_eq!(field_name("req"), "p_req", "a local of the generated code");
     }
 
     #[test]
@@ -675,20 +709,17 @@ mod tests {
             methods: parse_methods(&["GET".into(), "PUT".into(), "ANY".into()]).unwrap(),
         };
         let code = handler.lib_rs();
-        assert!(code.contains("let params: Params = req.params_as()?;"), "{code}");
-        assert!(
-            code.contains(
-                r#""GET" | "HEAD" => Ok(Response::text(format!("GET /users/{id}\n", id = params.id))),"#
-            ),
-            "{code}"
-        );
-        assert!(code.contains(r#""PUT" => Ok(Response::text(format!("PUT /users/{id}: {} bytes\n", req.body().len(), id = params.id))),"#), "{code}");
-        assert!(
-            code.contains(
-                r#"_ => Ok(Response::text(format!("{} /users/{id}\n", req.method(), id = params.id))),"#
-            ),
-            "{code}"
-        );
+        assert!(code.contains("let Params { id } = req.params_as()?;"), "{code}");
+        for arm in [
+            r#""GET" | "HEAD" => Ok(Response::text(format!("GET /users/{id}\n"))),"#,
+            r#""PUT" => {
+            let bytes = req.body().len();
+            Ok(Response::text(format!("PUT /users/{id}: {bytes} bytes\n")))
+        }"#,
+            r#"_ => Ok(Response::text(format!("{} /users/{id}\n", req.method()))),"#,
+        ] {
+            assert!(code.contains(arm), "{arm}\nnot in\n{code}");
+        }
         assert!(code.contains("fn answers_options()"), "ANY is tested with a method no arm takes:\n{code}");
         assert_eq!(
             handler.route_files(),

@@ -41,7 +41,10 @@ fn on_chunk(req: &mut Request, chunk: &[u8]) -> Result<(), HttpError> {
             }
             (PartEvent::Data(data), Some(Current::Field { name, value })) => {
                 if value.len() + data.len() > MAX_FIELD {
-                    return Err(HttpError::new(413, format!("field `{name}` is longer than {MAX_FIELD} bytes")));
+                    return Err(HttpError::new(
+                        413,
+                        format!("field `{name}` is longer than {MAX_FIELD} bytes"),
+                    ));
                 }
                 value.extend_from_slice(&data);
             }
