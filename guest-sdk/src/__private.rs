@@ -34,6 +34,8 @@ struct State {
     stream: Option<Stream>,
     /// Set by `before` returning `begin`.
     duplex: Option<Duplex>,
+    /// Whether the request's `Accept` prefers JSON: error messages are then sent as JSON.
+    accepts_json: bool,
 }
 
 /// The progress of a full-duplex exchange.
@@ -44,7 +46,7 @@ struct Duplex {
 
 thread_local! {
     static STATE: RefCell<State> =
-        const { RefCell::new(State { request: None, stream: None, duplex: None }) };
+        const { RefCell::new(State { request: None, stream: None, duplex: None, accepts_json: false }) };
 }
 
 /// The answer of a multi-method handler called with a method it does not implement (the host
@@ -66,6 +68,8 @@ where
     R: IntoFlow,
 {
     let request = Request::from_head(head);
+    let accepts_json = request.accepts_json();
+    STATE.with_borrow_mut(|state| state.accepts_json = accepts_json);
     let flow = hook(&request).into_flow();
     STATE.with_borrow_mut(|state| state.request = Some(request));
     lower_flow(flow)
@@ -167,7 +171,8 @@ fn lower_flow(flow: Flow) -> bindings::Flow {
 /// Converts the response of `Flow::begin`: its body becomes the first chunks of a chunked (or
 /// sized) body, and the exchange enters duplex mode.
 fn lower_duplex_response(response: Response) -> bindings::Response {
-    let (status, headers, body) = response.into_parts();
+    let accepts_json = STATE.with_borrow(|state| state.accepts_json);
+    let (status, headers, body) = response.negotiate_error(accepts_json).into_parts();
     let (body, first_chunks): (WitBody, ChunkStream) = match body {
         Body::Full(bytes) => (WitBody::Chunked, Box::new(std::iter::once(bytes))),
         Body::Chunked(chunks) => (WitBody::Chunked, chunks),
@@ -184,9 +189,11 @@ fn lower_duplex_response(response: Response) -> bindings::Response {
     bindings::Response { status, headers: lower_headers(headers), body }
 }
 
-/// Converts a response for the host, keeping a streaming body for the pull exports.
+/// Converts a response for the host, keeping a streaming body for the pull exports. An error
+/// message becomes JSON if the request prefers it.
 fn lower_response(response: Response) -> bindings::Response {
-    let (status, headers, body) = response.into_parts();
+    let accepts_json = STATE.with_borrow(|state| state.accepts_json);
+    let (status, headers, body) = response.negotiate_error(accepts_json).into_parts();
     let (body, stream) = match body {
         Body::Full(bytes) => (WitBody::Full(bytes), None),
         Body::Chunked(chunks) => (WitBody::Chunked, Some(Stream::Chunks(chunks))),
@@ -343,6 +350,26 @@ mod tests {
         buffer(Vec::new());
         assert_eq!(next_chunk().as_deref(), Some(&b"ok"[..]));
         assert_eq!(next_chunk(), None);
+    }
+
+    #[test]
+    fn errors_are_json_for_requests_that_accept_json() {
+        let mut json_head = head("GET", "/");
+        json_head.headers.push(WitHeader { name: "Accept".into(), value: b"application/json".to_vec() });
+        let flow = before(json_head, |_: &Request| Err::<(), _>(HttpError::forbidden("no")));
+        let bindings::Flow::Respond(response) = flow else { panic!("expected respond") };
+        assert_eq!((response.status, full_body(&response)), (403, &br#"{"error":"no"}"#[..]));
+
+        let response = after(|_: Request| HttpError::not_found("gone"));
+        assert_eq!(full_body(&response), br#"{"error":"gone"}"#);
+        let content_types: Vec<_> =
+            response.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-type")).collect();
+        assert_eq!(content_types.len(), 1);
+        assert_eq!(content_types[0].value, b"application/json");
+
+        before(head("GET", "/"), proceed);
+        let response = after(|_: Request| HttpError::not_found("gone"));
+        assert_eq!(full_body(&response), b"gone", "no Accept: text");
     }
 
     #[test]

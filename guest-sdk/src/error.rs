@@ -4,7 +4,24 @@ use std::fmt;
 
 use crate::response::{IntoResponse, Response};
 
-/// An HTTP error status with a message, answered as a `text/plain` response.
+/// An HTTP error status with a message, answered as text or as JSON.
+///
+/// # Text or JSON
+///
+/// The message is sent as a `text/plain` body, except that it is sent as
+/// `{"error": "<message>"}` with `Content-Type: application/json` when
+///
+/// - the error came from parsing a JSON body ([`Request::json`](crate::Request::json),
+///   [`ParsedBody::Json`](crate::ParsedBody), `?` on a `serde_json::Error`), or
+///   [`HttpError::as_json`] was called; or
+/// - it answers a request whose `Accept` header prefers JSON: it lists `application/json` or
+///   an `application/*+json` type with `q > 0`, and no `text/*` type with a higher `q`
+///   (`Accept: application/json` does; a browser's `text/html,...,*/*;q=0.8` and curl's
+///   `*/*` do not).
+///
+/// The second rule is applied by the SDK when the host takes the response (from any hook),
+/// as long as the response still carries the error's own `Content-Type`; in a native test,
+/// [`Response::negotiate`](crate::Response::negotiate) applies it.
 ///
 /// Return it (or an `Err` holding it) from any hook; `?` converts the errors listed under
 /// *Trait Implementations* (a malformed request body becomes a 400, an I/O error a 500), and
@@ -27,12 +44,41 @@ pub struct HttpError {
     pub status: u16,
     /// The body of the response.
     pub message: String,
+    /// Always answered as JSON.
+    json: bool,
 }
 
 impl HttpError {
     /// An error answered with this status and message.
     pub fn new(status: u16, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self { status, message: message.into(), json: false }
+    }
+
+    /// The same error, always answered as `{"error": "<message>"}` (`application/json`),
+    /// whatever the request accepts: for JSON APIs.
+    ///
+    /// ```
+    /// use wasm_host_sdk::prelude::*;
+    ///
+    /// let response = HttpError::not_found("no such user").as_json().into_response();
+    /// assert_eq!(response.header("content-type"), Some("application/json"));
+    /// assert_eq!(response.body(), Some(&br#"{"error":"no such user"}"#[..]));
+    /// ```
+    pub fn as_json(mut self) -> Self {
+        self.json = true;
+        self
+    }
+
+    /// Whether the error is always answered as JSON (see [`HttpError::as_json`]); errors
+    /// from parsing JSON are.
+    ///
+    /// ```
+    /// # use wasm_host_sdk::HttpError;
+    /// let error: HttpError = serde_json::from_str::<u8>("x").unwrap_err().into();
+    /// assert!(error.is_json() && !HttpError::bad_request("no").is_json());
+    /// ```
+    pub fn is_json(&self) -> bool {
+        self.json
     }
 
     /// `400 Bad Request`: the request is malformed.
@@ -70,16 +116,21 @@ impl fmt::Display for HttpError {
 
 impl std::error::Error for HttpError {}
 
+/// Its status, with the message as text or as JSON (see [*Text or JSON*](HttpError#text-or-json)).
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        Response::text(self.message).with_status(self.status)
+        if self.json {
+            Response::error_json(self.status, &self.message)
+        } else {
+            Response::error_text(self.status, self.message)
+        }
     }
 }
 
-/// Malformed JSON from the client: `400 Bad Request` with serde's message.
+/// Malformed JSON from the client: `400 Bad Request` with serde's message, answered as JSON.
 impl From<serde_json::Error> for HttpError {
     fn from(error: serde_json::Error) -> Self {
-        Self::bad_request(format!("invalid JSON: {error}"))
+        Self::bad_request(format!("invalid JSON: {error}")).as_json()
     }
 }
 

@@ -70,17 +70,36 @@
 //! `after` returns anything implementing [`IntoResponse`]: `&str`/`String` (text), `Vec<u8>`
 //! (bytes), [`Json`] or `serde_json::Value`, [`Response`] for full control, [`HttpError`],
 //! `Result<impl IntoResponse, impl IntoResponse>`, `(u16, impl IntoResponse)` to change the
-//! status, `Option<impl IntoResponse>` (`None` is a 404), `()` (204 No Content).
+//! status, `Option<impl IntoResponse>` (`None` is a 404), `()` (204 No Content). Redirect
+//! with [`Response::redirect`] (303) and its 301/302/307/308 siblings.
 //!
 //! Streaming bodies are iterators that the host pulls one item at a time, only when the client
 //! can take more: [`Response::chunked`] (unknown length), [`Response::sized`] (known length) and
 //! [`Response::events`] (Server-Sent Events, see [`Event`]). An iterator may block, e.g.
 //! `std::thread::sleep` between events: only this request waits.
 //!
+//! # Reading requests
+//!
+//! - Route parameters and the query string into serde types: [`Request::params_as`],
+//!   [`Request::query_as`] (a 400 names the field), or one at a time with
+//!   [`Request::param`] and [`Request::query`].
+//! - The body by its `Content-Type`: [`Request::json`] (415 unless JSON),
+//!   [`Request::form`] / [`Request::form_fields`], [`Request::text`], [`Request::multipart`],
+//!   [`Request::body`], or all at once with [`Request::parse_body`] ([`ParsedBody`]). A
+//!   body that does not parse is a 400 saying why.
+//! - Large uploads as they arrive: a `stream` hook with [`Request::multipart_events`] (an
+//!   incremental [`MultipartParser`]) processes file parts in bounded memory.
+//! - Cookies: [`Request::cookie`]; set them with [`Response::with_cookie`] and [`Cookie`].
+//!
+//! serde is re-exported ([`serde`](mod@serde)): derive with
+//! `#[derive(Deserialize)] #[serde(crate = "wasm_host_sdk::serde")]`.
+//!
 //! # Errors and panics
 //!
 //! Return an [`HttpError`] (or any `Err` that converts into a response) for an expected
-//! failure: it becomes a `text/plain` response with its status and message. A panic traps the
+//! failure: it becomes a response with its status and message, as `text/plain`, or as
+//! `{"error": "..."}` for a request that accepts JSON or an error raised while parsing JSON
+//! (the rule: [*Text or JSON*](HttpError#text-or-json)). A panic traps the
 //! instance: the host answers `500 Internal Server Error` (or aborts the connection if the
 //! response head was already sent) and logs the panic message, which Rust's standard library
 //! prints to the handler's stderr. The host keeps serving other requests either way.
@@ -94,30 +113,60 @@
 
 extern crate self as wasm_host_sdk;
 
+mod body;
+mod cookie;
 mod error;
 mod event;
 mod flow;
+mod media_type;
+mod multipart;
 mod request;
 mod response;
 
 #[doc(hidden)]
 pub mod __private;
 
+pub use body::ParsedBody;
+pub use cookie::{Cookie, SameSite};
 pub use error::{HttpError, OrStatus};
 pub use event::Event;
 pub use flow::{Flow, IntoFlow};
+pub use multipart::{MAX_PART_HEAD, Multipart, MultipartParser, Part, PartEvent, PartHead};
 pub use request::Request;
 pub use response::{IntoResponse, Json, Response};
 
-/// Everything a handler usually needs: `use wasm_host_sdk::prelude::*;`.
+/// Everything a handler usually needs: `use wasm_host_sdk::prelude::*;`, serde's derive
+/// macros included.
 pub mod prelude {
     pub use crate::export;
-    pub use crate::{Event, Flow, HttpError, IntoFlow, IntoResponse, Json, OrStatus, Request, Response};
+    pub use crate::serde::{Deserialize, Serialize};
+    pub use crate::{
+        Cookie, Event, Flow, HttpError, IntoFlow, IntoResponse, Json, OrStatus, ParsedBody, PartEvent,
+        PartHead, Request, Response, SameSite,
+    };
 }
 
 /// The `serde_json` crate this SDK uses, re-exported so handlers can build JSON values
 /// (`wasm_host_sdk::serde_json::json!`) without adding a dependency.
 pub use serde_json;
+
+/// The `serde` crate this SDK uses (with `derive`), re-exported so a handler needs no other
+/// dependency. serde's derives look for a crate named `serde`, so point them here with
+/// `#[serde(crate = "wasm_host_sdk::serde")]`:
+///
+/// ```
+/// use wasm_host_sdk::prelude::*;
+///
+/// #[derive(Serialize, Deserialize)]
+/// #[serde(crate = "wasm_host_sdk::serde")]
+/// struct User {
+///     name: String,
+/// }
+///
+/// let user: User = wasm_host_sdk::serde_json::from_str(r#"{"name": "Ada"}"#).unwrap();
+/// assert_eq!(Json(user).into_response().body(), Some(&br#"{"name":"Ada"}"#[..]));
+/// ```
+pub use serde;
 
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;

@@ -6,7 +6,15 @@ use std::collections::VecDeque;
 use serde::de::DeserializeOwned;
 
 use crate::bindings;
+use crate::body::{self, Nouns, ParsedBody};
+use crate::cookie::parse_cookie_header;
 use crate::error::HttpError;
+use crate::media_type;
+use crate::multipart::{Multipart, MultipartParser, PartEvent};
+
+/// The multipart parser a `stream` hook feeds through [`Request::multipart_events`].
+#[derive(Default)]
+struct StreamedMultipart(Option<MultipartParser>);
 
 /// An HTTP request: method, path, query, headers, route parameters and body.
 ///
@@ -262,15 +270,342 @@ impl Request {
         self.body
     }
 
-    /// The body as text, or `400 Bad Request` if it is not UTF-8.
+    /// The body as UTF-8 text, whatever the `Content-Type`, or `400 Bad Request` if it is not
+    /// UTF-8. [`Request::parse_body`] honours a `text/plain` charset instead.
     pub fn text(&self) -> Result<&str, HttpError> {
         Ok(std::str::from_utf8(&self.body)?)
     }
 
-    /// The body parsed as JSON, or `400 Bad Request` with serde's message. An empty body is
-    /// an error too: check [`Request::body`] first if it is allowed.
+    /// The body parsed as JSON into `T` (a serde type or `serde_json::Value`).
+    ///
+    /// - `415 Unsupported Media Type` if the `Content-Type` is not `application/json` (or
+    ///   `application/*+json`), saying what was sent; [`Request::json_ignoring_content_type`]
+    ///   skips this check.
+    /// - `400 Bad Request` naming the field if the body does not parse (an empty body does
+    ///   not); both errors are answered as `{"error": ...}`.
+    ///
+    /// ```
+    /// use wasm_host_sdk::prelude::*;
+    ///
+    /// #[derive(Debug, Deserialize)]
+    /// #[serde(crate = "wasm_host_sdk::serde")]
+    /// struct NewUser { name: String, age: u8 }
+    ///
+    /// let req = Request::new("POST", "/users").with_header("Content-Type", "application/json");
+    /// let user: NewUser = req.with_body(r#"{"name": "Ada", "age": 36}"#).json().unwrap();
+    /// assert_eq!((user.name.as_str(), user.age), ("Ada", 36));
+    ///
+    /// let req = Request::new("POST", "/users").with_header("Content-Type", "application/json");
+    /// let error = req.with_body(r#"{"name": "Ada", "age": "old"}"#).json::<NewUser>().unwrap_err();
+    /// assert_eq!(error.status, 400);
+    /// assert!(error.message.starts_with("invalid JSON field `age`: invalid type"), "{}", error.message);
+    ///
+    /// let form = Request::new("POST", "/users").with_header("Content-Type", "text/plain").with_body("{}");
+    /// assert_eq!(form.json::<serde_json::Value>().unwrap_err().status, 415);
+    /// ```
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, HttpError> {
-        Ok(serde_json::from_slice(&self.body)?)
+        match self.content_type() {
+            Some(content_type) if media_type::is_json(&body::essence(content_type)) => {}
+            Some(content_type) => {
+                return Err(HttpError::new(
+                    415,
+                    format!("expected a JSON body (Content-Type: application/json), got Content-Type: {content_type}"),
+                )
+                .as_json());
+            }
+            None => {
+                return Err(HttpError::new(
+                    415,
+                    "expected a JSON body (Content-Type: application/json), got no Content-Type",
+                )
+                .as_json());
+            }
+        }
+        self.json_ignoring_content_type()
+    }
+
+    /// The body parsed as JSON into `T` whatever the `Content-Type` says: for clients that
+    /// send JSON without labelling it. Errors as [`Request::json`], without the 415.
+    ///
+    /// ```
+    /// # use wasm_host_sdk::Request;
+    /// let req = Request::new("POST", "/").with_body("[1, 2]");
+    /// assert_eq!(req.json_ignoring_content_type::<Vec<u8>>().unwrap(), [1, 2]);
+    /// ```
+    pub fn json_ignoring_content_type<T: DeserializeOwned>(&self) -> Result<T, HttpError> {
+        body::json_from_slice(&self.body)
+    }
+
+    /// The route parameters deserialized into `T`, numbers and booleans parsed from their
+    /// text; `400 Bad Request` naming the parameter otherwise.
+    ///
+    /// ```
+    /// use wasm_host_sdk::prelude::*;
+    ///
+    /// #[derive(Debug, Deserialize)]
+    /// #[serde(crate = "wasm_host_sdk::serde")]
+    /// struct Path { user: String, post: u32 }   // routes/{user}/posts/{post}/GET.wasm
+    ///
+    /// let req = Request::new("GET", "/ada/posts/7").with_param("user", "ada").with_param("post", "7");
+    /// let path: Path = req.params_as().unwrap();
+    /// assert_eq!((path.user.as_str(), path.post), ("ada", 7));
+    ///
+    /// let req = Request::new("GET", "/ada/posts/x").with_param("user", "ada").with_param("post", "x");
+    /// let error = req.params_as::<Path>().unwrap_err();
+    /// assert_eq!(error.message, "invalid route parameter `post`: invalid digit found in string");
+    /// ```
+    pub fn params_as<T: DeserializeOwned>(&self) -> Result<T, HttpError> {
+        let nouns = Nouns { whole: "route parameters", field: "route parameter" };
+        body::from_pairs(self.params(), &nouns)
+    }
+
+    /// The query string deserialized into `T` (`Option` fields may be absent, numbers and
+    /// booleans are parsed from their text); `400 Bad Request` naming the parameter
+    /// otherwise.
+    ///
+    /// ```
+    /// use wasm_host_sdk::prelude::*;
+    ///
+    /// #[derive(Debug, Deserialize)]
+    /// #[serde(crate = "wasm_host_sdk::serde")]
+    /// struct Search { q: String, page: Option<u32> }
+    ///
+    /// let search: Search = Request::new("GET", "/").with_query("q=rust+wasm").query_as().unwrap();
+    /// assert_eq!((search.q.as_str(), search.page), ("rust wasm", None));
+    ///
+    /// let error = Request::new("GET", "/").with_query("page=2").query_as::<Search>().unwrap_err();
+    /// assert_eq!(error.message, "invalid query string: missing field `q`");
+    /// let error = Request::new("GET", "/").with_query("q=a&page=-1").query_as::<Search>().unwrap_err();
+    /// assert_eq!(error.message, "invalid query parameter `page`: invalid digit found in string");
+    /// ```
+    pub fn query_as<T: DeserializeOwned>(&self) -> Result<T, HttpError> {
+        let nouns = Nouns { whole: "query string", field: "query parameter" };
+        body::from_urlencoded(self.query.as_bytes(), &nouns)
+    }
+
+    /// The form fields deserialized into `T`, from an `application/x-www-form-urlencoded`
+    /// body or the text fields of a `multipart/form-data` body (files are left out); `400`
+    /// naming the field if they do not fit `T`, `415` for another `Content-Type`.
+    ///
+    /// ```
+    /// use wasm_host_sdk::prelude::*;
+    ///
+    /// #[derive(Deserialize)]
+    /// #[serde(crate = "wasm_host_sdk::serde")]
+    /// struct Login { user: String, remember: bool }
+    ///
+    /// let req = Request::new("POST", "/login")
+    ///     .with_header("Content-Type", "application/x-www-form-urlencoded")
+    ///     .with_body("user=ada&remember=true");
+    /// let login: Login = req.form().unwrap();
+    /// assert!(login.remember);
+    /// ```
+    pub fn form<T: DeserializeOwned>(&self) -> Result<T, HttpError> {
+        let nouns = Nouns { whole: "form", field: "form field" };
+        if self.is_multipart() {
+            let fields = self.multipart()?.fields()?;
+            return body::from_pairs(
+                fields.iter().map(|(name, value)| (name.as_str(), value.as_str())),
+                &nouns,
+            );
+        }
+        self.check_form_content_type()?;
+        body::from_urlencoded(&self.body, &nouns)
+    }
+
+    /// The form fields as decoded `(name, value)` pairs, in order, from an
+    /// `application/x-www-form-urlencoded` body or the text fields of a `multipart/form-data`
+    /// body; `415` for another `Content-Type`.
+    ///
+    /// ```
+    /// # use wasm_host_sdk::Request;
+    /// let req = Request::new("POST", "/")
+    ///     .with_header("Content-Type", "application/x-www-form-urlencoded")
+    ///     .with_body("tag=a&tag=b%26c");
+    /// let tags: Vec<String> = req.form_fields().unwrap().into_iter().map(|(_, value)| value).collect();
+    /// assert_eq!(tags, ["a", "b&c"]);
+    /// ```
+    pub fn form_fields(&self) -> Result<Vec<(String, String)>, HttpError> {
+        if self.is_multipart() {
+            return self.multipart()?.fields();
+        }
+        self.check_form_content_type()?;
+        Ok(body::form_pairs(&self.body))
+    }
+
+    /// The body parsed as `multipart/form-data`: text fields and files. `415` for another
+    /// `Content-Type`, `400` saying why for a malformed body. The whole body is in memory:
+    /// for large uploads, parse it as it arrives with [`Request::multipart_events`].
+    ///
+    /// ```
+    /// # use wasm_host_sdk::Request;
+    /// let req = Request::new("POST", "/").with_header("Content-Type", "multipart/form-data; boundary=x");
+    /// let error = req.with_body("--x\r\nContent-Disposition: form-data; name=a\r\n\r\n1").multipart().unwrap_err();
+    /// assert_eq!(error.message, "malformed multipart body: the body ended inside a part, before its closing boundary");
+    /// ```
+    pub fn multipart(&self) -> Result<Multipart, HttpError> {
+        Multipart::parse(self.multipart_content_type()?, &self.body)
+    }
+
+    /// The `Content-Type`, or the 415 a multipart accessor answers without one.
+    fn multipart_content_type(&self) -> Result<&str, HttpError> {
+        self.content_type()
+            .ok_or_else(|| HttpError::new(415, "expected a multipart/form-data body, got no Content-Type"))
+    }
+
+    /// From a `stream` hook: feeds this body chunk to a multipart parser kept with the
+    /// request and returns the [`PartEvent`]s it completes, so file parts can be processed
+    /// as they arrive, in bounded memory. The first call checks the `Content-Type` (415 if it
+    /// is not `multipart/form-data`); a malformed body is a 400 saying why. Call
+    /// [`Request::multipart_finish`] in `after` to check that the body was complete.
+    ///
+    /// ```
+    /// use wasm_host_sdk::prelude::*;
+    ///
+    /// /// Counts the bytes of every file, keeps the text fields.
+    /// #[derive(Default)]
+    /// struct Upload { fields: Vec<(String, String)>, file_bytes: u64, current: Option<PartHead>, text: Vec<u8> }
+    ///
+    /// fn on_chunk(req: &mut Request, chunk: &[u8]) -> Result<(), HttpError> {
+    ///     for event in req.multipart_events(chunk)? {
+    ///         let upload = req.state_mut::<Upload>();
+    ///         match event {
+    ///             PartEvent::Head(head) => upload.current = Some(head),
+    ///             PartEvent::Data(bytes) if upload.current.as_ref().is_some_and(PartHead::is_file) => {
+    ///                 upload.file_bytes += bytes.len() as u64;
+    ///             }
+    ///             PartEvent::Data(bytes) => upload.text.extend(bytes),
+    ///             PartEvent::End => {
+    ///                 let head = upload.current.take().expect("a part is open");
+    ///                 let text = String::from_utf8_lossy(&std::mem::take(&mut upload.text)).into_owned();
+    ///                 if !head.is_file() {
+    ///                     upload.fields.push((head.name().to_owned(), text));
+    ///                 }
+    ///             }
+    ///         }
+    ///     }
+    ///     Ok(())
+    /// }
+    ///
+    /// fn done(mut req: Request) -> Result<String, HttpError> {
+    ///     req.multipart_finish()?;
+    ///     let upload = req.take_state::<Upload>().unwrap_or_default();
+    ///     Ok(format!("{} fields, {} file bytes", upload.fields.len(), upload.file_bytes))
+    /// }
+    ///
+    /// let mut req = Request::new("POST", "/")
+    ///     .with_header("Content-Type", "multipart/form-data; boundary=B");
+    /// let body = b"--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x\"\r\n\r\n12345\r\n--B--";
+    /// for chunk in body.chunks(4) {
+    ///     on_chunk(&mut req, chunk).unwrap();
+    /// }
+    /// assert_eq!(done(req).unwrap(), "0 fields, 5 file bytes");
+    /// # export!(stream = on_chunk, after = done);
+    /// ```
+    pub fn multipart_events(&mut self, chunk: &[u8]) -> Result<Vec<PartEvent>, HttpError> {
+        let parser = self.streamed_multipart()?;
+        parser.feed(chunk)
+    }
+
+    /// From `after`, once a `stream` hook fed the body to [`Request::multipart_events`]:
+    /// `Ok` if the body ended with its closing boundary, a 400 saying what is missing
+    /// otherwise (an empty body included), a 415 if it is not `multipart/form-data`.
+    pub fn multipart_finish(&mut self) -> Result<(), HttpError> {
+        self.streamed_multipart()?.finish()
+    }
+
+    fn streamed_multipart(&mut self) -> Result<&mut MultipartParser, HttpError> {
+        if self.state::<StreamedMultipart>().is_none_or(|streamed| streamed.0.is_none()) {
+            let parser = MultipartParser::for_content_type(self.multipart_content_type()?)?;
+            self.state_mut::<StreamedMultipart>().0 = Some(parser);
+        }
+        Ok(self.state_mut::<StreamedMultipart>().0.as_mut().expect("the parser was just set"))
+    }
+
+    /// The body converted by its `Content-Type`: nothing, JSON, form fields, text,
+    /// multipart fields and files, or bytes (see [`ParsedBody`]); `400` saying why if it
+    /// does not parse as its declared type.
+    ///
+    /// ```
+    /// use wasm_host_sdk::prelude::*;
+    ///
+    /// fn describe(req: Request) -> Result<String, HttpError> {
+    ///     Ok(match req.parse_body()? {
+    ///         ParsedBody::Empty => "nothing".to_owned(),
+    ///         ParsedBody::Json(value) => format!("JSON {value}"),
+    ///         ParsedBody::Form(fields) => format!("{} form fields", fields.len()),
+    ///         ParsedBody::Text(text) => format!("text {text:?}"),
+    ///         ParsedBody::Multipart(form) => format!("{} parts", form.parts().len()),
+    ///         ParsedBody::Bytes(bytes) => format!("{} bytes", bytes.len()),
+    ///     })
+    /// }
+    ///
+    /// let req = Request::new("POST", "/").with_header("Content-Type", "text/plain").with_body("hi");
+    /// assert_eq!(describe(req).unwrap(), "text \"hi\"");
+    /// ```
+    pub fn parse_body(&self) -> Result<ParsedBody<'_>, HttpError> {
+        body::parse(self.content_type(), &self.body)
+    }
+
+    /// The value of the cookie `name` the client sent (`Cookie` header), percent-decoded, or
+    /// `None`. The first one wins if the name repeats.
+    ///
+    /// ```
+    /// # use wasm_host_sdk::Request;
+    /// let req = Request::new("GET", "/").with_header("Cookie", "theme=dark; session=a%20b");
+    /// assert_eq!(req.cookie("session").as_deref(), Some("a b"));
+    /// assert_eq!(req.cookie("missing"), None);
+    /// ```
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies().find(|(key, _)| key == name).map(|(_, value)| value)
+    }
+
+    /// Every cookie the client sent as decoded `(name, value)` pairs, in order.
+    ///
+    /// ```
+    /// # use wasm_host_sdk::Request;
+    /// let req = Request::new("GET", "/").with_header("Cookie", "a=1; b=2");
+    /// assert_eq!(req.cookies().map(|(name, _)| name).collect::<Vec<_>>(), ["a", "b"]);
+    /// ```
+    pub fn cookies(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("cookie"))
+            .filter_map(|(_, value)| std::str::from_utf8(value).ok())
+            .flat_map(parse_cookie_header)
+    }
+
+    /// Whether the `Accept` header prefers JSON to text: the rule by which an
+    /// [`HttpError`] is answered as `{"error": ...}` (see
+    /// [*Text or JSON*](HttpError#text-or-json)).
+    ///
+    /// ```
+    /// # use wasm_host_sdk::Request;
+    /// assert!(Request::new("GET", "/").with_header("Accept", "application/json").accepts_json());
+    /// assert!(!Request::new("GET", "/").with_header("Accept", "*/*").accepts_json());
+    /// ```
+    pub fn accepts_json(&self) -> bool {
+        self.header("accept").is_some_and(media_type::accept_prefers_json)
+    }
+
+    fn is_multipart(&self) -> bool {
+        self.content_type().is_some_and(|content_type| body::essence(content_type) == "multipart/form-data")
+    }
+
+    fn check_form_content_type(&self) -> Result<(), HttpError> {
+        match self.content_type() {
+            Some(content_type) if body::essence(content_type) == "application/x-www-form-urlencoded" => {
+                Ok(())
+            }
+            other => Err(HttpError::new(
+                415,
+                format!(
+                    "expected a form body (Content-Type: application/x-www-form-urlencoded or \
+                     multipart/form-data), got {}",
+                    other.map_or_else(|| "no Content-Type".to_owned(), |ct| format!("Content-Type: {ct}"))
+                ),
+            )),
+        }
     }
 }
 
@@ -355,8 +690,79 @@ mod tests {
     fn text_and_json_errors_are_bad_requests() {
         let req = Request::new("POST", "/").with_body(vec![0xff]);
         assert_eq!(req.text().unwrap_err().status, 400);
-        let error = Request::new("POST", "/").with_body("{").json::<serde_json::Value>().unwrap_err();
+        let json =
+            || Request::new("POST", "/").with_header("content-type", "application/json; charset=utf-8");
+        let error = json().with_body("{").json::<serde_json::Value>().unwrap_err();
         assert_eq!(error.status, 400);
         assert!(error.message.contains("EOF"), "{}", error.message);
+        assert!(error.is_json());
+        assert_eq!(json().with_body("").json::<serde_json::Value>().unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn json_checks_the_content_type() {
+        let error = Request::new("POST", "/").with_body("{}").json::<serde_json::Value>().unwrap_err();
+        assert_eq!(error.status, 415);
+        assert!(error.message.contains("got no Content-Type"), "{}", error.message);
+        let req = Request::new("POST", "/").with_header("Content-Type", "text/plain").with_body("{}");
+        let error = req.json::<serde_json::Value>().unwrap_err();
+        assert!(error.message.ends_with("got Content-Type: text/plain"), "{}", error.message);
+        assert!(req.json_ignoring_content_type::<serde_json::Value>().is_ok());
+        let problem = Request::new("POST", "/").with_header("Content-Type", "application/merge-patch+json");
+        assert!(problem.with_body("{}").json::<serde_json::Value>().is_ok());
+    }
+
+    #[test]
+    fn form_reads_urlencoded_and_multipart_fields() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Form {
+            a: u8,
+            b: String,
+        }
+        let urlencoded = Request::new("POST", "/")
+            .with_header("Content-Type", "application/x-www-form-urlencoded")
+            .with_body("a=1&b=x+y");
+        let form: Form = urlencoded.form().unwrap();
+        assert_eq!((form.a, form.b.as_str()), (1, "x y"));
+        let multipart = Request::new("POST", "/")
+            .with_header("Content-Type", "multipart/form-data; boundary=q")
+            .with_body(
+                "--q\r\nContent-Disposition: form-data; name=a\r\n\r\n300\r\n--q\r\n\
+                 Content-Disposition: form-data; name=f; filename=x\r\n\r\nFILE\r\n\
+                 --q\r\nContent-Disposition: form-data; name=b\r\n\r\nz\r\n--q--",
+            );
+        assert_eq!(multipart.form_fields().unwrap().len(), 2, "files are not fields");
+        let error = multipart.form::<Form>().unwrap_err();
+        assert_eq!(error.message, "invalid form field `a`: number too large to fit in target type");
+        let json = Request::new("POST", "/").with_header("Content-Type", "application/json");
+        assert_eq!(json.form::<Form>().unwrap_err().status, 415);
+    }
+
+    #[test]
+    fn streamed_multipart_needs_its_content_type_and_an_end() {
+        let mut req = Request::new("POST", "/").with_header("Content-Type", "text/plain");
+        assert_eq!(req.multipart_events(b"x").unwrap_err().status, 415);
+        let error = Request::new("POST", "/").multipart().unwrap_err();
+        assert_eq!(
+            (error.status, error.message.as_str()),
+            (415, "expected a multipart/form-data body, got no Content-Type")
+        );
+        let mut req =
+            Request::new("POST", "/").with_header("Content-Type", "multipart/form-data; boundary=b");
+        assert_eq!(req.multipart_finish().unwrap_err().status, 400, "an empty body is not a form");
+        let events = req.multipart_events(b"--b\r\nContent-Disposition: form-data; name=a\r\n\r\n1").unwrap();
+        assert!(matches!(events.as_slice(), [PartEvent::Head(_)]), "{events:?}");
+        assert!(req.multipart_finish().is_err());
+        req.multipart_events(b"\r\n--b--").unwrap();
+        req.multipart_finish().unwrap();
+    }
+
+    #[test]
+    fn cookies_from_every_cookie_header() {
+        let req =
+            Request::new("GET", "/").with_header("Cookie", "a=1; b=2").with_header("cookie", "c=3; a=4");
+        assert_eq!(req.cookie("a").as_deref(), Some("1"));
+        assert_eq!(req.cookie("c").as_deref(), Some("3"));
+        assert_eq!(req.cookies().count(), 4);
     }
 }

@@ -4,7 +4,9 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::cookie::Cookie;
 use crate::event::Event;
+use crate::request::Request;
 
 /// The content type of text responses.
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
@@ -45,6 +47,13 @@ pub struct Response {
     status: u16,
     headers: Vec<(String, Vec<u8>)>,
     body: Body,
+    /// The message of the [`HttpError`](crate::HttpError) this text response was made from,
+    /// while its `Content-Type` is unchanged: the SDK may send it as JSON instead.
+    error_message: Option<String>,
+    /// The 500 the SDK answers instead of a response it refused to build (a redirect to a
+    /// location with CR/LF, a cookie with an invalid attribute): later builder calls leave it
+    /// as it is, so nothing of the refused response leaks out.
+    refused: bool,
 }
 
 /// The body of a [`Response`].
@@ -62,7 +71,58 @@ pub(crate) enum Body {
 impl Response {
     /// A response with this status, no headers and an empty body.
     pub fn new(status: u16) -> Self {
-        Self { status, headers: Vec::new(), body: Body::Full(Vec::new()) }
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Body::Full(Vec::new()),
+            error_message: None,
+            refused: false,
+        }
+    }
+
+    /// An error message as `text/plain`, which [`Response::negotiate`] may turn into JSON.
+    pub(crate) fn error_text(status: u16, message: String) -> Self {
+        let mut response = Self::text(message.clone()).with_status(status);
+        response.error_message = Some(message);
+        response
+    }
+
+    /// An error message as `{"error": message}`.
+    pub(crate) fn error_json(status: u16, message: &str) -> Self {
+        Self::json(&serde_json::json!({ "error": message })).with_status(status)
+    }
+
+    /// Applies the SDK's rule for error messages to this response, as the SDK does when the
+    /// host takes it: a response made from an [`HttpError`](crate::HttpError), whose
+    /// `Content-Type` was not changed since, becomes `{"error": "<message>"}` if `req`'s
+    /// `Accept` header prefers JSON (see [*Text or JSON*](crate::HttpError#text-or-json)).
+    /// Any other response is returned as is. For native tests.
+    ///
+    /// ```
+    /// use wasm_host_sdk::prelude::*;
+    ///
+    /// let req = Request::new("GET", "/").with_header("Accept", "application/json");
+    /// let response = HttpError::forbidden("no").into_response().negotiate(&req);
+    /// assert_eq!(response.body(), Some(&br#"{"error":"no"}"#[..]));
+    ///
+    /// let browser = Request::new("GET", "/").with_header("Accept", "text/html,*/*;q=0.8");
+    /// assert_eq!(HttpError::forbidden("no").into_response().negotiate(&browser).body(), Some(&b"no"[..]));
+    /// ```
+    pub fn negotiate(self, req: &Request) -> Self {
+        self.negotiate_error(req.accepts_json())
+    }
+
+    /// [`Response::negotiate`] with the request's preference already known.
+    pub(crate) fn negotiate_error(mut self, accepts_json: bool) -> Self {
+        match self.error_message.take() {
+            Some(message) if accepts_json => {
+                let json = Self::error_json(self.status, &message);
+                self.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("content-type"));
+                self.headers.extend(json.headers);
+                Self { body: json.body, ..self }
+            }
+            _ => self,
+        }
     }
 
     /// A response with this status, no headers and an empty body (the same as
@@ -165,16 +225,118 @@ impl Response {
         Self { body, ..Self::new(200) }.with_header("content-type", content_type)
     }
 
+    /// `303 See Other` to `location`: the client fetches `location` with GET, whatever the
+    /// method of this request (the usual answer to a form POST). See the other redirects for
+    /// 301, 302, 307 and 308.
+    ///
+    /// `location` may be absolute (`https://example.com/x`) or relative (`/users/7`).
+    /// Non-ASCII characters and spaces are percent-encoded. A location containing a control
+    /// character (CR, LF, NUL, ...) is never sent: the response is a `500` saying so instead,
+    /// so a redirect target taken from the request cannot inject headers (later builder calls
+    /// leave that 500 unchanged).
+    ///
+    /// ```
+    /// use wasm_host_sdk::Response;
+    ///
+    /// let response = Response::redirect("/users/7");
+    /// assert_eq!((response.status(), response.header("location")), (303, Some("/users/7")));
+    ///
+    /// let evil = Response::redirect("/\r\nSet-Cookie: admin=1");
+    /// assert_eq!((evil.status(), evil.header("location")), (500, None));
+    /// assert_eq!(Response::redirect("/café").header("location"), Some("/caf%C3%A9"));
+    /// ```
+    pub fn redirect(location: impl AsRef<str>) -> Self {
+        Self::redirect_with(303, location.as_ref())
+    }
+
+    /// `301 Moved Permanently` to `location` (clients may change a POST into a GET; prefer
+    /// [`Response::permanent_redirect`] for anything but GET). Validated like
+    /// [`Response::redirect`].
+    pub fn moved_permanently(location: impl AsRef<str>) -> Self {
+        Self::redirect_with(301, location.as_ref())
+    }
+
+    /// `302 Found` to `location` (clients may change a POST into a GET). Validated like
+    /// [`Response::redirect`].
+    pub fn found(location: impl AsRef<str>) -> Self {
+        Self::redirect_with(302, location.as_ref())
+    }
+
+    /// `307 Temporary Redirect` to `location`: the client repeats the same method and body
+    /// there. Validated like [`Response::redirect`].
+    pub fn temporary_redirect(location: impl AsRef<str>) -> Self {
+        Self::redirect_with(307, location.as_ref())
+    }
+
+    /// `308 Permanent Redirect` to `location`: the client repeats the same method and body
+    /// there, and may remember the move. Validated like [`Response::redirect`].
+    ///
+    /// ```
+    /// # use wasm_host_sdk::Response;
+    /// assert_eq!(Response::permanent_redirect("https://example.com/").status(), 308);
+    /// ```
+    pub fn permanent_redirect(location: impl AsRef<str>) -> Self {
+        Self::redirect_with(308, location.as_ref())
+    }
+
+    fn redirect_with(status: u16, location: &str) -> Self {
+        match encode_location(location) {
+            Ok(location) => Self::text(format!("Redirecting to {location}\n"))
+                .with_status(status)
+                .with_header("location", location),
+            Err(message) => Self::refusal(message),
+        }
+    }
+
+    /// The 500 answered instead of a response the SDK refused to build.
+    fn refusal(message: String) -> Self {
+        Self { refused: true, ..Self::error_text(500, message) }
+    }
+
+    /// Adds a `Set-Cookie` header for `cookie` (several cookies give several headers).
+    ///
+    /// A cookie whose `path` or `domain` contains a control character or `;` is never sent:
+    /// the response becomes a `500` saying so, which later builder calls (more cookies,
+    /// headers, a status) leave unchanged.
+    ///
+    /// ```
+    /// use wasm_host_sdk::{Cookie, Response};
+    ///
+    /// let response = Response::text("hi")
+    ///     .with_cookie(Cookie::new("a", "1"))
+    ///     .with_cookie(Cookie::new("b", "x y").http_only());
+    /// let cookies: Vec<_> = response.headers().filter(|(name, _)| *name == "set-cookie").map(|h| h.1).collect();
+    /// assert_eq!(cookies, [&b"a=1"[..], b"b=x%20y; HttpOnly"]);
+    /// ```
+    pub fn with_cookie(self, cookie: Cookie) -> Self {
+        if self.refused {
+            return self;
+        }
+        match cookie.header_value() {
+            Ok(value) => self.append_header("set-cookie", value),
+            Err(message) => Self::refusal(message),
+        }
+    }
+
     /// Replaces the status code.
     pub fn with_status(mut self, status: u16) -> Self {
-        self.status = status;
+        if !self.refused {
+            self.status = status;
+        }
         self
     }
 
     /// Sets the header `name` to `value`, replacing any header of that name (case-insensitive),
     /// e.g. to change the `Content-Type` a constructor chose.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        if self.refused {
+            return self;
+        }
         let name = name.into();
+        if name.eq_ignore_ascii_case("content-type") {
+            // The handler chose the format: an error message is no longer re-rendered.
+            self.error_message = None;
+        }
         self.headers.retain(|(existing, _)| !existing.eq_ignore_ascii_case(&name));
         self.headers.push((name, value.into()));
         self
@@ -182,7 +344,9 @@ impl Response {
 
     /// Adds a header field, keeping those of the same name (e.g. several `Set-Cookie`).
     pub fn append_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
-        self.headers.push((name.into(), value.into()));
+        if !self.refused {
+            self.headers.push((name.into(), value.into()));
+        }
         self
     }
 
@@ -256,6 +420,31 @@ impl fmt::Debug for Response {
     }
 }
 
+/// A redirect target as sent in `Location`: non-ASCII characters, spaces and characters not
+/// allowed in a URI percent-encoded; an error if it holds a control character.
+fn encode_location(location: &str) -> Result<String, String> {
+    if let Some(c) = location.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "refusing to redirect to {location:?}: the location contains the control character {c:?}"
+        ));
+    }
+    if location.is_empty() {
+        return Err("refusing to redirect to an empty location".to_owned());
+    }
+    let mut encoded = String::with_capacity(location.len());
+    for c in location.chars() {
+        if c.is_ascii_graphic() && !matches!(c, '"' | '<' | '>' | '\\' | '^' | '`' | '{' | '|' | '}') {
+            encoded.push(c);
+        } else {
+            let mut utf8 = [0; 4];
+            for byte in c.encode_utf8(&mut utf8).bytes() {
+                encoded.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    Ok(encoded)
+}
+
 /// A value serialized as an `application/json` response.
 ///
 /// ```
@@ -280,7 +469,7 @@ pub struct Json<T>(pub T);
 /// | `&str`, `String` | 200, `text/plain; charset=utf-8` |
 /// | `&[u8]`, `Vec<u8>` | 200, `application/octet-stream` |
 /// | [`Json<T: Serialize>`](Json), `serde_json::Value` | 200, `application/json` (500 if serialization fails) |
-/// | [`HttpError`](crate::HttpError) | its status, `text/plain` message |
+/// | [`HttpError`](crate::HttpError) | its status, its message as text or JSON ([rule](crate::HttpError#text-or-json)) |
 /// | `Result<T, E>` | `T`'s response or `E`'s response |
 /// | `(u16, T)` | `T`'s response with this status |
 /// | `Option<T>` | `T`'s response, or `404 Not Found` for `None` |
@@ -402,6 +591,21 @@ mod tests {
             .append_header("Set-Cookie", "b=2");
         assert_eq!(response.header("content-type"), Some("text/csv"));
         assert_eq!(response.headers().count(), 3);
+    }
+
+    #[test]
+    fn a_refused_response_stays_refused() {
+        let response = Response::text("ok")
+            .with_cookie(Cookie::new("a", "1").path("/\n"))
+            .with_cookie(Cookie::new("b", "2"))
+            .with_header("x-extra", "1")
+            .append_header("set-cookie", "c=3")
+            .with_status(200);
+        assert_eq!(response.status(), 500);
+        assert_eq!(response.headers().map(|(name, _)| name).collect::<Vec<_>>(), ["content-type"]);
+        let redirect = Response::redirect("/\r\n").with_cookie(Cookie::new("a", "1")).with_status(302);
+        assert_eq!((redirect.status(), redirect.header("set-cookie")), (500, None));
+        assert!(redirect.body().is_some_and(|body| body.starts_with(b"refusing to redirect")));
     }
 
     #[test]

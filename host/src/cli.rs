@@ -24,7 +24,8 @@ use crate::http;
     long_about,
     after_help = "Examples:\n  wasm-host run routes/                          serve on 127.0.0.1:8080\n  \
                   wasm-host run routes/ --listen 0.0.0.0:80      serve on every interface\n  \
-                  wasm-host routes routes/                       list routes, check handlers load\n\n\
+                  wasm-host routes routes/                       list routes, check handlers load\n  \
+                  wasm-host new users --route '/users/{id}'      create a handler crate and its project\n\n\
                   Logging: RUST_LOG=warn drops the access log; RUST_LOG=debug shows more."
 )]
 pub struct Cli {
@@ -59,6 +60,20 @@ pub enum Command {
     /// the panic and a symbolised backtrace.
     #[command(after_help = "Example:\n  wasm-host new hello --route /hello && cd hello && wasm-host dev")]
     Dev(DevArgs),
+    /// Create a handler crate, in a new project or the one in the current directory.
+    ///
+    /// Outside a project this creates the project NAME/: a cargo workspace with the handler
+    /// in handlers/NAME, an empty routes/ tree to serve, and a copy of the SDK and its WIT
+    /// files in sdk/ (carried by this binary, so the project builds with only the package
+    /// registries reachable). Inside a project it adds handlers/NAME. The handler answers
+    /// its methods on its route and has a native unit test; the commands to build, place and
+    /// serve it are printed.
+    #[command(after_help = "Example:\n  wasm-host new users --route '/users/{id}' --method GET,PUT\n  \
+                            cd users && cargo test && cargo build --release --target wasm32-wasip2\n  \
+                            mkdir -p 'routes/users/{id}'\n  \
+                            cp target/wasm32-wasip2/release/users.wasm 'routes/users/{id}/GET.wasm'\n  \
+                            wasm-host run routes")]
+    New(NewArgs),
 }
 
 /// Arguments of `wasm-host dev`.
@@ -80,6 +95,27 @@ pub struct DevArgs {
     /// Directory for the compiled-code cache [default: wasmtime's per-user cache directory].
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+}
+
+/// Arguments of `wasm-host new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The handler's name: its crate and its `.wasm` file (lower case, `-` and `_` allowed).
+    pub name: String,
+    /// The route it answers; `{name}` segments capture parameters [default: /NAME].
+    #[arg(long)]
+    pub route: Option<String>,
+    /// The methods it answers, comma-separated: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS
+    /// or ANY.
+    #[arg(long, value_delimiter = ',', default_value = "GET")]
+    pub method: Vec<String>,
+    /// The project to create or add to [default: the current directory if it is a wasm-host
+    /// project, else a new project NAME/].
+    #[arg(long)]
+    pub project: Option<PathBuf>,
+    /// Depend on the SDK at this path instead of copying it into the project.
+    #[arg(long)]
+    pub sdk: Option<PathBuf>,
 }
 
 /// Arguments of `wasm-host run`.

@@ -4,7 +4,8 @@
 //! [`config::Config`]; [`site`] builds the route table from the routes directory (and rebuilds
 //! it on change); [`server::Server`] binds and accepts; [`conn`] serves each connection,
 //! joining the sans-IO [`http`] codec, the pure [`routes`] table and the wasm [`runtime`],
-//! all reached through the shared [`app::App`].
+//! all reached through the shared [`app::App`]. [`dev`] is the build-serve-rebuild loop
+//! (`wasm-host dev`) and [`scaffold`] creates handler crates (`wasm-host new`).
 
 pub mod app;
 pub mod cli;
@@ -14,5 +15,6 @@ pub mod dev;
 pub mod http;
 pub mod routes;
 pub mod runtime;
+pub mod scaffold;
 pub mod server;
 pub mod site;

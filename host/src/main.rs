@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(*args),
         Command::Routes { routes_dir } => list_routes(&routes_dir),
         Command::Dev(args) => dev(args),
+        Command::New(args) => new_handler(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -94,6 +95,16 @@ fn dev(args: wasm_host::cli::DevArgs) -> anyhow::Result<()> {
         }
         server.run(shutdown_signal()).await
     })
+}
+
+fn new_handler(args: &wasm_host::cli::NewArgs) -> anyhow::Result<()> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let created = wasm_host::scaffold::new_handler(args, &cwd)?;
+    #[allow(clippy::print_stdout, reason = "the command's output")]
+    {
+        print!("{}", created.next_steps());
+    }
+    Ok(())
 }
 
 fn list_routes(dir: &std::path::Path) -> anyhow::Result<()> {

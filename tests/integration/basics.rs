@@ -39,7 +39,11 @@ fn example_routes_answer_as_documented() {
     assert_eq!(v["bodyParams"]["body"], "A");
     assert_eq!(v["urlParams"]["url"], "B");
 
-    let resp = client().post(&s.url("/params/C")).send("{not json").unwrap();
+    let resp = client()
+        .post(&s.url("/params/C"))
+        .header("content-type", "application/json")
+        .send("{not json")
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
 
     let (status, body) = get(&s, "/http-error");

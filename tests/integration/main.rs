@@ -6,5 +6,6 @@ mod cli;
 mod dev;
 mod framing;
 mod reload;
+mod sdk;
 mod streaming;
 mod support;
