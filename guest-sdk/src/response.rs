@@ -8,6 +8,10 @@ use crate::cookie::Cookie;
 use crate::event::Event;
 use crate::request::Request;
 
+/// The header that tells the host a response is an [`HttpError`](crate::HttpError) sent as
+/// text, so the site's error page for its status may render it (the host never sends it on).
+pub(crate) const ERROR_MARKER: &str = "wasm-host-error";
+
 /// The content type of text responses.
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 /// The content type of HTML responses.
@@ -121,7 +125,10 @@ impl Response {
                 self.headers.extend(json.headers);
                 Self { body: json.body, ..self }
             }
-            _ => self,
+            // A text error: the host may render it with the site's error page for its status
+            // (`routes/errors/{code}`); it strips this marker either way.
+            Some(_) => self.with_header(ERROR_MARKER, "text"),
+            None => self,
         }
     }
 

@@ -48,6 +48,8 @@ pub struct App {
     pub runtime: Runtime,
     /// The current route table; each request works on the snapshot it loaded.
     pub routes: ArcSwap<Routes>,
+    /// The site's error pages (`routes/errors/{code}`), keyed `/{code}`.
+    pub error_pages: ArcSwap<Routes>,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
     /// `wasm-host dev` only: the handlers whose build is broken.
@@ -55,13 +57,14 @@ pub struct App {
 }
 
 impl App {
-    /// The state for serving `routes` with `runtime` under `config`.
-    pub fn new(config: Config, runtime: Runtime, routes: Routes) -> Self {
+    /// The state for serving `routes` (and `error_pages`) with `runtime` under `config`.
+    pub fn new(config: Config, runtime: Runtime, routes: Routes, error_pages: Routes) -> Self {
         let build_failures = config.dev.map(|_| BuildFailures::default());
         Self {
             config,
             runtime,
             routes: ArcSwap::from_pointee(routes),
+            error_pages: ArcSwap::from_pointee(error_pages),
             shutdown: CancellationToken::new(),
             build_failures,
         }

@@ -50,13 +50,14 @@ fn run(args: wasm_host::cli::RunArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let shutdown = shutdown_signal();
         let server = Server::bind(config).await?;
         let addr = server.local_addr()?;
         #[allow(clippy::print_stdout, reason = "the readiness line is part of the CLI's output")]
         {
             println!("listening on http://{addr}");
         }
-        server.run(shutdown_signal()).await
+        server.run(shutdown).await
     })
 }
 
@@ -82,6 +83,7 @@ fn dev(args: wasm_host::cli::DevArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let shutdown = shutdown_signal();
         let server = Server::bind(config).await?;
         let app = server.app().clone();
         if let Some(failures) = &app.build_failures {
@@ -93,7 +95,7 @@ fn dev(args: wasm_host::cli::DevArgs) -> anyhow::Result<()> {
         {
             println!("listening on http://{addr}");
         }
-        server.run(shutdown_signal()).await
+        server.run(shutdown).await
     })
 }
 

@@ -4,6 +4,7 @@
 mod basics;
 mod cli;
 mod dev;
+mod errors;
 mod framing;
 mod reload;
 mod sdk;

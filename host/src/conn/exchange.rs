@@ -14,8 +14,8 @@ use super::{Conn, Next, Outcome};
 use crate::app::LoadedHandler;
 use crate::config::{DRAIN_LIMIT, STREAM_CHUNK_SIZE};
 use crate::http::{
-    BodyDecoder, BodyEncoder, BodyFraming, BodyKind, CONTINUE_100, Decoded, RequestHead, SSE_HEADERS,
-    encode_head, plan_response,
+    BodyDecoder, BodyEncoder, BodyFraming, BodyKind, CONTINUE_100, Decoded, ERROR_MARKER, RequestHead,
+    SSE_HEADERS, encode_head, plan_response,
 };
 use crate::routes::Lookup;
 use crate::runtime::{Body, Flow, GuestError, Header, Instance, Request, Response};
@@ -114,6 +114,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if self.app.config.dev.is_some() {
             answer.page = failure.dev_page(self.wants_html);
         }
+        if answer.page.is_none() && head.method != "HEAD" {
+            answer.page = self.error_page(Some(head), answer.status, &answer.message).await;
+        }
         let close = answer.close
             || !head.keep_alive
             || self.app.shutdown.is_cancelled()
@@ -159,6 +162,83 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Flow::Begin(response) => return self.duplex(head, body, response, inst, route).await,
         };
         self.respond(head, body, response, inst, route).await
+    }
+
+    /// Renders the site's error page for `status` (`routes/errors/{code}`), if it has one: a
+    /// fresh instance of the page's handler is asked for `GET /errors/{code}`, with the status,
+    /// the message and the original request's method and path in `wasm-host-error-*` head
+    /// fields. Only a whole (full) body is taken. If the page fails in any way, `None`: the
+    /// plain answer goes out; a page never gets a page.
+    pub(super) async fn error_page(
+        &mut self,
+        original: Option<&RequestHead>,
+        status: u16,
+        message: &str,
+    ) -> Option<(std::borrow::Cow<'static, str>, Vec<u8>)> {
+        let pages = self.app.error_pages.load_full();
+        if pages.is_empty() {
+            return None;
+        }
+        let code = status.to_string();
+        let Lookup::Found(found) = pages.lookup("GET", &format!("/{code}")) else {
+            return None;
+        };
+        let handler = found.handler.handler.as_ref().ok()?;
+        let label = &found.handler.label;
+        let field = |name: &str, value: &str| Header {
+            name: name.into(),
+            // Control characters would break the head; a page gets them as spaces.
+            value: value.bytes().map(|b| if b.is_ascii_control() && b != b'\t' { b' ' } else { b }).collect(),
+        };
+        let mut headers =
+            vec![field("wasm-host-error-status", &code), field("wasm-host-error-message", message)];
+        if let Some(head) = original {
+            headers.push(field("wasm-host-original-method", &head.method));
+            headers.push(field("wasm-host-original-path", &head.path));
+        }
+        let request = Request {
+            method: "GET".into(),
+            path: format!("/errors/{code}"),
+            query: String::new(),
+            protocol: original.map_or("HTTP/1.1", |h| h.version.as_str()).into(),
+            headers,
+            params: found.params,
+            remote_addr: self.peer_text.clone(),
+        };
+        let deadline = Instant::now() + self.app.runtime.limits().request_timeout;
+        let rendered = async {
+            let mut inst = self.app.runtime.instantiate(handler, label).await?;
+            let response = match inst.before(&request, deadline).await? {
+                Flow::Proceed => inst.after(deadline).await?,
+                Flow::Respond(response) => response,
+                Flow::Close | Flow::Begin(_) => {
+                    return Err(GuestError::Contract("an error page must answer"));
+                }
+            };
+            Ok(response)
+        }
+        .await;
+        let response = match rendered {
+            Ok(response) => response,
+            // Overloaded: the plain answer, quietly (every busy request would log otherwise).
+            Err(GuestError::Busy) => return None,
+            Err(e) => {
+                tracing::warn!(route = %label, "error page for {status} failed, sending the plain answer: {e}");
+                return None;
+            }
+        };
+        let Body::Full(body) = response.body else {
+            tracing::warn!(route = %label, "error page for {status} is not a whole body, sending the plain answer");
+            return None;
+        };
+        let content_type = response
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("content-type"))
+            .and_then(|h| String::from_utf8(h.value.clone()).ok())
+            .filter(|v| v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)))
+            .map_or(std::borrow::Cow::Borrowed("text/html; charset=utf-8"), std::borrow::Cow::Owned);
+        Some((content_type, body))
     }
 
     /// Hands the request body to the `stream` hook, chunk by chunk, as it arrives (reading the
@@ -265,10 +345,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         &mut self,
         head: &RequestHead,
         body: &mut RequestBody,
-        response: Response,
+        mut response: Response,
         inst: Instance,
         route: Option<&str>,
     ) -> Outcome {
+        // An `HttpError` sent as text gets the site's error page for its status, if any.
+        if response.status >= 400
+            && head.method != "HEAD"
+            && response.headers.iter().any(|h| h.name.eq_ignore_ascii_case(ERROR_MARKER))
+            && let Body::Full(text) = &response.body
+        {
+            let message = String::from_utf8_lossy(text).trim_end().to_owned();
+            if let Some((content_type, page)) = self.error_page(Some(head), response.status, &message).await {
+                response.headers.retain(|h| !h.name.eq_ignore_ascii_case("content-type"));
+                response.headers.push(Header {
+                    name: "content-type".into(),
+                    value: content_type.into_owned().into_bytes(),
+                });
+                response.body = Body::Full(page);
+            }
+        }
         let keep_alive = head.keep_alive && !self.app.shutdown.is_cancelled() && self.settle_body(body).await;
         let plan = plan_response(
             head.method == "HEAD",

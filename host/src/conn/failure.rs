@@ -67,7 +67,7 @@ pub(super) struct Answer {
     /// Extra head fields (`allow`, `retry-after`).
     pub extra: Option<(&'static str, Box<str>)>,
     /// A page sent instead of `message`: (content type, body).
-    pub page: Option<(&'static str, String)>,
+    pub page: Option<(Cow<'static, str>, Vec<u8>)>,
     /// The connection cannot be reused after this, whatever the request asked: the framing
     /// of what follows is unknown or the client is misbehaving.
     pub close: bool,
@@ -124,7 +124,7 @@ impl Failure {
     /// `wasm-host dev`'s page for a failure the developer should see in full: the compiler's
     /// message for a broken build, the panic (message, location) and the symbolised wasm
     /// backtrace for a trap. HTML for browsers, text otherwise; `None` for the rest.
-    pub(super) fn dev_page(&self, html: bool) -> Option<(&'static str, String)> {
+    pub(super) fn dev_page(&self, html: bool) -> Option<(Cow<'static, str>, Vec<u8>)> {
         let (title, detail): (String, &str) = match self {
             Failure::BuildFailed(output) => ("The handler does not build".into(), output),
             Failure::Guest(GuestError::Panic { trap, .. } | GuestError::OutOfMemory { trap, .. }) => {
@@ -141,9 +141,9 @@ impl Failure {
                 t = escape_html(&title),
                 d = escape_html(detail)
             );
-            ("text/html; charset=utf-8", body)
+            (Cow::Borrowed("text/html; charset=utf-8"), body.into_bytes())
         } else {
-            ("text/plain; charset=utf-8", format!("{title}\n\n{detail}\n"))
+            (Cow::Borrowed("text/plain; charset=utf-8"), format!("{title}\n\n{detail}\n").into_bytes())
         })
     }
 
@@ -247,16 +247,17 @@ mod tests {
     #[test]
     fn dev_pages_show_build_errors_and_traps_escaped() {
         let f = Failure::BuildFailed("error[E0308]: expected `<u8>`".into());
-        let (ty, page) = f.dev_page(true).unwrap();
+        let text = |(ty, page): (Cow<'static, str>, Vec<u8>)| (ty, String::from_utf8(page).unwrap());
+        let (ty, page) = text(f.dev_page(true).unwrap());
         assert!(ty.starts_with("text/html") && page.contains("expected `&lt;u8&gt;`"), "{page}");
-        let (ty, page) = f.dev_page(false).unwrap();
+        let (ty, page) = text(f.dev_page(false).unwrap());
         assert!(ty.starts_with("text/plain") && page.contains("expected `<u8>`"), "{page}");
         let f = Failure::Guest(GuestError::Panic {
             location: "src/lib.rs:3:5".into(),
             message: "boom".into(),
             trap: "0: f".into(),
         });
-        let (_, page) = f.dev_page(false).unwrap();
+        let (_, page) = text(f.dev_page(false).unwrap());
         assert!(page.contains("src/lib.rs:3:5") && page.contains("boom") && page.contains("0: f"), "{page}");
         assert!(Failure::NotFound.dev_page(true).is_none());
     }

@@ -148,10 +148,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// always closes the connection (and has no body if the method was HEAD).
     async fn fail_head(&mut self, failure: &Failure) -> Outcome {
         failure.log(None, false);
-        let Some(answer) = failure.answer() else {
+        let Some(mut answer) = failure.answer() else {
             return Outcome::closed();
         };
         let head_only = is_head_request(&self.io.buf);
+        if !head_only {
+            answer.page = self.error_page(None, answer.status, &answer.message).await;
+        }
         self.send_answer(&answer, true, head_only).await
     }
 
@@ -164,7 +167,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 &mut self.io.out,
                 answer.status,
                 content_type,
-                body.as_bytes(),
+                body,
                 extra.as_slice(),
                 close,
                 head_only,

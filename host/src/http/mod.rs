@@ -24,8 +24,8 @@ pub use date::{HTTP_DATE_LEN, http_date};
 pub use framing::{BodyEncoder, BodyError, BodyKind, Framed, ResponsePlan, plan_response};
 pub use head::{BodyFraming, RequestHead, Version, is_head_request, parse_head};
 pub use response::{
-    CHUNK_TRAILER, CONTINUE_100, ChunkHeader, LAST_CHUNK, ResponseError, ResponseFraming, chunk_header,
-    encode_head, error_response, is_token, page_response, reason_phrase, status_allows_body,
+    CHUNK_TRAILER, CONTINUE_100, ChunkHeader, ERROR_MARKER, LAST_CHUNK, ResponseError, ResponseFraming,
+    chunk_header, encode_head, error_response, is_token, page_response, reason_phrase, status_allows_body,
 };
 pub use sse::{SSE_HEADERS, SSE_KEEPALIVE, SseError, SseEvent, encode_event};
 

@@ -60,8 +60,20 @@ pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 pub const CONTINUE_100: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Handler headers the host drops: it owns framing, the date and the connection.
-const HOST_OWNED_HEADERS: [&str; 7] =
-    ["content-length", "transfer-encoding", "connection", "date", "keep-alive", "upgrade", "trailer"];
+const HOST_OWNED_HEADERS: [&str; 8] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "date",
+    "keep-alive",
+    "upgrade",
+    "trailer",
+    ERROR_MARKER,
+];
+
+/// The head field the guest SDK puts on an `HttpError` sent as text: the host may render the
+/// site's error page for its status instead, and never sends the field on.
+pub const ERROR_MARKER: &str = "wasm-host-error";
 
 /// Appends a response head to `out`: the status line (always `HTTP/1.1`, RFC 9112 §2.5),
 /// `date`, the handler's `headers` (`(name, value)` pairs, borrowed: nothing is copied but

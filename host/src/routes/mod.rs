@@ -297,6 +297,15 @@ pub enum Problem {
         /// The ancestor it resolves to.
         target: PathBuf,
     },
+    /// A file under `errors/` that is not an error page (`errors/{code}/GET.wasm` or
+    /// `ANY.wasm`, with a status code from 400 to 599 or a `{param}` for every status).
+    #[error("`{}` is not an error page: {reason}", path.display())]
+    BadErrorPage {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A folder nested deeper than the scan's depth limit.
     #[error("`{}` is nested more than {max} folders deep", path.display())]
     TooDeep {

@@ -36,7 +36,7 @@ impl Server {
         let build = site::load(&runtime, &config.routes_dir, config.strict)
             .with_context(|| format!("cannot load routes from {}", config.routes_dir.display()))?;
         site::log_problems(&build);
-        let routes = build.routes;
+        let (routes, error_pages) = (build.routes, build.errors);
         info!(
             handlers = routes.len(),
             compiled = build.summary.compiled,
@@ -60,7 +60,7 @@ impl Server {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let app = Arc::new(App::new(config, runtime, routes));
+        let app = Arc::new(App::new(config, runtime, routes, error_pages));
         Ok(Self { listener, app, watcher })
     }
 
@@ -143,23 +143,30 @@ fn is_connection_error(e: &io::Error) -> bool {
 }
 
 /// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+///
+/// The handlers are installed when this is called (not when the future is first polled), so
+/// call it before announcing readiness: a signal that arrives after `listening` is never lost
+/// to the default action.
+pub fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).ok();
+    let mut term = signal(SignalKind::terminate()).ok();
+    async move {
+        let int = async {
+            match int.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        let term = async {
+            match term.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = int => info!("received SIGINT"),
+            _ = term => info!("received SIGTERM"),
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => info!("received SIGINT"),
-        () = term => info!("received SIGTERM"),
     }
 }

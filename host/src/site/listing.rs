@@ -10,10 +10,16 @@ use super::Build;
 /// cannot be served has `-` as its world and `BROKEN: <reason>` after its file. Problems of the
 /// tree itself (misnamed files, unroutable folders) follow, one per line.
 pub fn render(build: &Build) -> String {
+    let pages = build
+        .errors
+        .entries()
+        .map(|(file, loaded)| (format!("/errors{}", file.route), "  (error page)", file, loaded));
     let rows: Vec<[String; 4]> = build
         .routes
         .entries()
-        .map(|(file, loaded)| {
+        .map(|(file, loaded)| (file.route.clone(), "", file, loaded))
+        .chain(pages)
+        .map(|(route, kind, file, loaded)| {
             let (world, note) = match &loaded.handler {
                 Ok(handler) => (handler.world().name().to_owned(), String::new()),
                 Err(reason) => ("-".to_owned(), format!("  BROKEN: {reason}")),
@@ -24,7 +30,7 @@ pub fn render(build: &Build) -> String {
                     format!("ANY:{}", declares.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","))
                 }
             };
-            [file.route.clone(), method, world, format!("{}{note}", file.path.display())]
+            [route, method, world, format!("{}{kind}{note}", file.path.display())]
         })
         .collect();
     let header = ["ROUTE", "METHOD", "WORLD", "FILE"].map(str::to_owned);

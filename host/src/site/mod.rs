@@ -128,6 +128,8 @@ pub struct Build {
     /// Problems of the tree (misnamed files, unroutable folders); what they concern is not
     /// served.
     pub tree_problems: Vec<Problem>,
+    /// The error pages, `routes/errors/{code}` files keyed by `/{code}`: not ordinary routes.
+    pub errors: Routes,
     /// Compile and cache counts.
     pub summary: LoadSummary,
 }
@@ -240,8 +242,40 @@ impl SiteBuilder {
                 file.declares = loaded.declares.clone();
             }
         }
+        let mut tree_problems = tree_problems;
+        let (pages, entries): (Vec<_>, Vec<_>) = entries
+            .into_iter()
+            .partition(|(file, _)| file.route == "/errors" || file.route.starts_with("/errors/"));
+        let mut error_entries = Vec::new();
+        for (mut file, loaded) in pages {
+            match error_page_route(&file) {
+                Ok(route) => {
+                    file.route = route;
+                    error_entries.push((file, loaded));
+                }
+                Err(reason) => tree_problems.push(Problem::BadErrorPage { path: file.path, reason }),
+            }
+        }
         let routes = RouteTable::new(entries).map_err(|e| SiteError::from_routes(e.into_problems()))?;
-        Ok(Build { routes, changes, problems, tree_problems, summary })
+        let errors = RouteTable::new(error_entries).map_err(|e| SiteError::from_routes(e.into_problems()))?;
+        Ok(Build { routes, changes, problems, tree_problems, errors, summary })
+    }
+}
+
+/// The error-page table's route for a file under `errors/`: `/errors/404` → `/404`, and
+/// `/errors/{code}` → `/{code}` (every status).
+fn error_page_route(file: &RouteFile) -> Result<String, &'static str> {
+    if !matches!(file.method, MethodKey::Get | MethodKey::Any) {
+        return Err("an error page is GET.wasm or ANY.wasm");
+    }
+    let code =
+        file.route.strip_prefix("/errors/").ok_or("put it in errors/{code}/ (e.g. errors/404/GET.wasm)")?;
+    let status_ok = code.parse::<u16>().is_ok_and(|s| (400..=599).contains(&s)) && code.len() == 3;
+    let param = code.starts_with('{') && code.ends_with('}') && !code.contains('/');
+    if status_ok || param {
+        Ok(format!("/{code}"))
+    } else {
+        Err("the folder below errors/ must be a status code from 400 to 599 or a `{param}`")
     }
 }
 

@@ -93,6 +93,7 @@ pub async fn watch(app: Arc<App>, mut watcher: Option<RouteWatcher>) {
             Ok(build) if report(&build) => {
                 let handlers = build.routes.len();
                 app.routes.store(Arc::new(build.routes));
+                app.error_pages.store(Arc::new(build.errors));
                 info!(handlers, "route table swapped");
             }
             Ok(_) => {}
