@@ -97,8 +97,10 @@ extern crate self as wasm_host_sdk;
 mod error;
 mod event;
 mod flow;
+pub mod kv; // state
 mod request;
 mod response;
+pub mod topic; // state
 
 #[doc(hidden)]
 pub mod __private;

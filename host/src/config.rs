@@ -162,6 +162,8 @@ pub struct Config {
     pub watch: bool,
     /// The on-disk compile cache.
     pub cache: CompileCache,
+    /// state: where the shared key-value store and topics live (`--state`).
+    pub state: crate::services::Backend,
 }
 
 /// A configuration value that cannot be used.
@@ -178,7 +180,7 @@ impl Config {
     /// A configuration with every default, serving `routes_dir` on [`DEFAULT_LISTEN`].
     pub fn new(routes_dir: PathBuf) -> Self {
         Self {
-            routes_dir,
+            routes_dir: routes_dir.clone(),
             listen: DEFAULT_LISTEN.parse().expect("the default address parses"),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -187,6 +189,7 @@ impl Config {
             timeouts: Timeouts::default(),
             watch: true,
             cache: CompileCache::Default,
+            state: crate::services::Backend::Dir(crate::services::default_dir(&routes_dir)),
         }
     }
 

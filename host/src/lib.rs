@@ -13,3 +13,4 @@ pub mod reload;
 pub mod routes;
 pub mod runtime;
 pub mod server;
+pub mod services;

@@ -120,8 +120,13 @@ impl Server {
     /// runtime.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
-        let runtime =
+        let mut runtime =
             Runtime::new(&config.runtime, &config.cache).context("cannot create the wasm engine")?;
+        // state: one set of services for every handler of this host.
+        let services = crate::services::Services::open(&config.state, Default::default())
+            .with_context(|| format!("cannot open the state store {}", config.state))?;
+        runtime.set_services(services);
+        info!(state = %config.state, "shared state");
         let started = std::time::Instant::now();
         let (routes, summary) = load_routes(&runtime, &config.routes_dir)
             .with_context(|| format!("cannot load routes from {}", config.routes_dir.display()))?;

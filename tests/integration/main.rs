@@ -5,5 +5,6 @@ mod basics;
 mod cli;
 mod framing;
 mod reload;
+mod state;
 mod streaming;
 mod support;

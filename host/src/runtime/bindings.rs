@@ -9,6 +9,9 @@ mod generated {
         world: "handler",
         path: "../wit",
         exports: { default: async },
+        // state: host imports (kv, topics) are async so a waiting guest suspends only its fiber
+        imports: { default: async | trappable },
+        with: { "wasm-host:http/topics.subscription": crate::runtime::services::GuestSubscription },
     });
 }
 
@@ -20,3 +23,5 @@ pub use generated::HandlerPre;
 /// The record and variant types of the contract (`request`, `response`, `flow`, `body`, `event`,
 /// `header`).
 pub use generated::wasm_host::http::types::{Body, Event, Flow, Header, Request, Response};
+// state: the host-service imports, implemented in `runtime/services.rs`.
+pub(crate) use generated::wasm_host::http::{kv, topics};

@@ -7,6 +7,7 @@
 //! out; `conn.rs` does the joining.
 
 mod bindings;
+mod services;
 mod state;
 
 use std::path::Path;
@@ -99,6 +100,8 @@ pub struct Runtime {
     limits: RuntimeLimits,
     live: Arc<AtomicUsize>,
     stop_epoch: Arc<AtomicBool>,
+    /// state: handed to every instance (`services::RequestServices`); set with `set_services`.
+    services: Option<crate::services::Services>,
 }
 
 impl Runtime {
@@ -139,6 +142,7 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        services::add_to_linker(&mut linker)?; // state: kv + topics imports
 
         let stop_epoch = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
@@ -153,7 +157,7 @@ impl Runtime {
             }
         })?;
 
-        Ok(Self { engine, cache, linker, limits: limits.clone(), live: Arc::default(), stop_epoch })
+        Ok(Self { engine, cache, linker, limits: limits.clone(), live: Arc::default(), stop_epoch, services: None })
     }
 
     /// Compiles a handler file's `bytes` and checks it implements the `handler` world (every
@@ -176,6 +180,7 @@ impl Runtime {
         let budget = ticks(self.limits.cpu_timeout);
         let mut store = Store::new(&self.engine, HostState::new(route, max_memory, budget));
         store.limiter(|s| &mut s.limits);
+        store.data_mut().services.handle = self.services.clone(); // state
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut cx| {
             let s = cx.data_mut();
@@ -250,40 +255,41 @@ pub struct Instance {
 impl Instance {
     /// Calls `before(request)`.
     pub async fn before(&mut self, request: &Request, deadline: Instant) -> Result<Flow, GuestError> {
-        self.reset_budget();
+        self.reset_budget(deadline);
         let call = self.world.call_before(&mut self.store, request);
         finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
     }
 
     /// Calls `stream(chunk)`.
     pub async fn stream(&mut self, chunk: &[u8], deadline: Instant) -> Result<Flow, GuestError> {
-        self.reset_budget();
+        self.reset_budget(deadline);
         let call = self.world.call_stream(&mut self.store, chunk);
         finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
     }
 
     /// Calls `after()`.
     pub async fn after(&mut self, deadline: Instant) -> Result<Response, GuestError> {
-        self.reset_budget();
+        self.reset_budget(deadline);
         let call = self.world.call_after(&mut self.store);
         finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
     }
 
     /// Calls `next-chunk()`.
     pub async fn next_chunk(&mut self, deadline: Instant) -> Result<Option<Vec<u8>>, GuestError> {
-        self.reset_budget();
+        self.reset_budget(deadline);
         let call = self.world.call_next_chunk(&mut self.store);
         finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
     }
 
     /// Calls `next-event()`.
     pub async fn next_event(&mut self, deadline: Instant) -> Result<Option<Event>, GuestError> {
-        self.reset_budget();
+        self.reset_budget(deadline);
         let call = self.world.call_next_event(&mut self.store);
         finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
     }
 
-    fn reset_budget(&mut self) {
+    fn reset_budget(&mut self, deadline: Instant) {
+        self.store.data_mut().services.deadline = Some(deadline); // state: bounds waits
         self.store.data_mut().ticks = 0;
         self.store.set_epoch_deadline(1);
     }

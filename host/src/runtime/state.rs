@@ -22,6 +22,8 @@ pub struct HostState {
     pub(crate) tick_budget: u64,
     /// Set when a call was interrupted for exceeding its CPU budget.
     pub(crate) cpu_exceeded: bool,
+    /// state: the shared services and the current call's deadline (`runtime/services.rs`).
+    pub(crate) services: super::services::RequestServices,
 }
 
 impl HostState {
@@ -46,6 +48,7 @@ impl HostState {
             ticks: 0,
             tick_budget,
             cpu_exceeded: false,
+            services: Default::default(),
         }
     }
 }
