@@ -251,10 +251,11 @@ fn apply_batch(db: &Database, batch: &[Job], limits: &Limits) -> Result<Vec<Resu
         let mut log = txn.open_table(LOG)?;
         let mut last_ids = txn.open_table(LAST_ID)?;
         for job in batch {
-            let current = |kv: &redb::Table<&str, &[u8]>, key: &str| -> Result<Option<Vec<u8>>, redb::Error> {
+            // The live value of `key` with its expiry.
+            let current = |kv: &redb::Table<&str, &[u8]>, key: &str| -> Result<Option<(u64, Vec<u8>)>, redb::Error> {
                 Ok(kv.get(key)?.and_then(|stored| {
                     let (expires, value) = split(stored.value());
-                    live(expires, now).then(|| value.to_vec())
+                    live(expires, now).then(|| (expires, value.to_vec()))
                 }))
             };
             let result = match &job.op {
@@ -268,20 +269,21 @@ fn apply_batch(db: &Database, batch: &[Job], limits: &Limits) -> Result<Vec<Resu
                     Ok(Done::Bool(existed))
                 }
                 Op::Increment { key, delta } => {
-                    let value = match current(&kv, key)? {
-                        Some(value) => parse_counter(&value),
-                        None => Ok(0),
+                    // Like Redis's INCRBY: an unset key counts as 0, a time-to-live is kept.
+                    let (expires, value) = match current(&kv, key)? {
+                        Some((expires, value)) => (expires, parse_counter(&value)),
+                        None => (0, Ok(0)),
                     };
                     match value.and_then(|v| add_counter(v, *delta)) {
                         Ok(new) => {
-                            kv.insert(key.as_str(), join(0, new.to_string().as_bytes()).as_slice())?;
+                            kv.insert(key.as_str(), join(expires, new.to_string().as_bytes()).as_slice())?;
                             Ok(Done::Int(new))
                         }
                         Err(e) => Err(e),
                     }
                 }
                 Op::Cas { key, expected, new } => {
-                    if current(&kv, key)? == *expected {
+                    if current(&kv, key)?.map(|(_, value)| value) == *expected {
                         kv.insert(key.as_str(), join(0, new).as_slice())?;
                         Ok(Done::Bool(true))
                     } else {

@@ -406,9 +406,8 @@ async fn listen(client: redis::Client, listener: std::sync::Weak<Listener>) {
             let Some(shared) = listener.upgrade() else { return };
             let topics = shared.topics();
             if topics.is_empty() {
-                let added = shared.added.notified();
-                drop(shared);
-                let _ = tokio::time::timeout(Duration::from_secs(1), added).await;
+                // `notify_one` keeps a permit, so a topic added just before this still wakes it.
+                let _ = tokio::time::timeout(Duration::from_secs(1), shared.added.notified()).await;
                 continue;
             }
             positions.retain(|topic, _| topics.contains(topic));
