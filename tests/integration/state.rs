@@ -7,6 +7,8 @@
 //! `make test` installs (`scripts/ensure-tools.sh`); a test whose tool is missing fails and
 //! says how to install it.
 
+#![allow(clippy::print_stdout, reason = "tests print the latencies they observe instead of asserting on them")]
+
 use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -42,7 +44,13 @@ fn call(server: &Server, method: &str, path: &str, body: &[u8]) -> (u16, String)
     call_at(server.addr, method, path, body, &[])
 }
 
-fn call_at(addr: SocketAddr, method: &str, path: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, String) {
+fn call_at(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     let url = format!("http://{addr}{path}");
     let agent = client();
     let mut response = match method {
@@ -188,17 +196,23 @@ fn one_winner(addr: SocketAddr, key: &str, contenders: usize) {
             let key = key.to_owned();
             std::thread::spawn(move || {
                 barrier.wait();
-                let (status, body) = call_at(addr, "POST", &format!("/kv/cas?key={key}"), format!("c{i}").as_bytes(), &[]);
+                let (status, body) =
+                    call_at(addr, "POST", &format!("/kv/cas?key={key}"), format!("c{i}").as_bytes(), &[]);
                 assert_eq!(status, 200, "{body}");
                 (i, body == "true")
             })
         })
         .collect();
-    let winners: Vec<usize> = handles.into_iter().map(|h| h.join().unwrap()).filter(|(_, won)| *won).map(|(i, _)| i).collect();
+    let winners: Vec<usize> =
+        handles.into_iter().map(|h| h.join().unwrap()).filter(|(_, won)| *won).map(|(i, _)| i).collect();
     assert_eq!(winners.len(), 1, "winners: {winners:?}");
-    assert_eq!(call_at(addr, "GET", &format!("/kv/get?key={key}"), b"", &[]), (200, format!("c{}", winners[0])));
+    assert_eq!(
+        call_at(addr, "GET", &format!("/kv/get?key={key}"), b"", &[]),
+        (200, format!("c{}", winners[0]))
+    );
     // Swapping from the winner's value works once more, from a stale one not at all.
-    let swap = |expect: &str| call_at(addr, "POST", &format!("/kv/cas?key={key}&expect={expect}"), b"next", &[]).1;
+    let swap =
+        |expect: &str| call_at(addr, "POST", &format!("/kv/cas?key={key}&expect={expect}"), b"next", &[]).1;
     assert_eq!(swap("stale"), "false");
     assert_eq!(swap(&format!("c{}", winners[0])), "true");
 }
@@ -223,12 +237,18 @@ fn wait_for_parked(s: &Server, n: usize) {
         let _ = call(s, "GET", "/hello-world", b"");
         let log = s.log();
         let last = log.lines().rev().find(|l| l.contains("path=/hello-world"));
-        last.and_then(|l| l.split("live=").nth(1)).and_then(|v| v.trim().parse::<usize>().ok()).is_some_and(|live| live >= n)
+        last.and_then(|l| l.split("live=").nth(1))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .is_some_and(|live| live >= n)
     });
     assert!(parked, "the long poll never parked; log:\n{}", s.log());
 }
 
-fn spawn_call(addr: SocketAddr, method: &'static str, path: String) -> std::thread::JoinHandle<((u16, String), Instant)> {
+fn spawn_call(
+    addr: SocketAddr,
+    method: &'static str,
+    path: String,
+) -> std::thread::JoinHandle<((u16, String), Instant)> {
     std::thread::spawn(move || {
         let answer = call_at(addr, method, &path, b"", &[]);
         (answer, Instant::now())
@@ -261,9 +281,15 @@ fn a_long_poll_after_the_post_is_answered_at_once() {
     // timeout=0: a poll that had to wait would answer 204; the messages are already there.
     let (status, body) = call(&s, "GET", "/messages/wait?after=0&timeout=0", b"");
     assert_eq!(status, 200);
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), json!([{"id": 1, "body": "first"}, {"id": 2, "body": "second"}]));
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!([{"id": 1, "body": "first"}, {"id": 2, "body": "second"}])
+    );
     let (status, body) = call(&s, "GET", "/messages/wait?after=1&timeout=0", b"");
-    assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()), (200, json!([{"id": 2, "body": "second"}])));
+    assert_eq!(
+        (status, serde_json::from_str::<Value>(&body).unwrap()),
+        (200, json!([{"id": 2, "body": "second"}]))
+    );
     // Without `after`, only what is published after the request arrived counts.
     assert_eq!(call(&s, "GET", "/messages/wait?timeout=0", b"").0, 204);
 }
@@ -290,12 +316,16 @@ fn a_long_poll_longer_than_the_request_deadline_ends_with_204_not_504() {
 fn many_parked_polls_are_all_woken_by_one_post() {
     let routes = state_routes();
     let s = Server::start(routes.path(), &["--state", "memory"]);
-    let polls: Vec<_> = (0..200).map(|_| spawn_call(s.addr, "GET", "/messages/wait?after=0&timeout=25".into())).collect();
+    let polls: Vec<_> =
+        (0..200).map(|_| spawn_call(s.addr, "GET", "/messages/wait?after=0&timeout=25".into())).collect();
     wait_for_parked(&s, 200);
     call(&s, "POST", "/messages", br#""all""#);
     for poll in polls {
         let ((status, body), _) = poll.join().unwrap();
-        assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()), (200, json!([{"id": 1, "body": "all"}])));
+        assert_eq!(
+            (status, serde_json::from_str::<Value>(&body).unwrap()),
+            (200, json!([{"id": 1, "body": "all"}]))
+        );
     }
 }
 
@@ -314,7 +344,8 @@ impl SseClient {
         let mut stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let extra = last_event_id.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n{extra}\r\n").unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n{extra}\r\n")
+            .unwrap();
         let mut reader = BufReader::new(stream);
         let mut head = String::new();
         loop {
@@ -372,8 +403,13 @@ impl SseClient {
 
 fn chat_post(addr: SocketAddr, text: &str) {
     let body = format!("message={}", text.replace(' ', "+"));
-    let (status, _) =
-        call_at(addr, "POST", "/chat", body.as_bytes(), &[("content-type", "application/x-www-form-urlencoded"), ("x-requested-with", "test")]);
+    let (status, _) = call_at(
+        addr,
+        "POST",
+        "/chat",
+        body.as_bytes(),
+        &[("content-type", "application/x-www-form-urlencoded"), ("x-requested-with", "test")],
+    );
     assert_eq!(status, 204);
 }
 
@@ -477,7 +513,8 @@ fn kv_contract(addr: SocketAddr) {
     assert_eq!(go("GET", "/kv/exists?key=users/9", b"").1, "false");
     let page: Value = serde_json::from_str(&go("GET", "/kv/list?prefix=users/&limit=2", b"").1).unwrap();
     assert_eq!(page, json!({ "keys": ["users/1", "users/2"], "cursor": "users/2" }));
-    let page: Value = serde_json::from_str(&go("GET", "/kv/list?prefix=users/&limit=2&cursor=users/2", b"").1).unwrap();
+    let page: Value =
+        serde_json::from_str(&go("GET", "/kv/list?prefix=users/&limit=2&cursor=users/2", b"").1).unwrap();
     assert_eq!(page, json!({ "keys": ["users/3"], "cursor": null }));
     assert_eq!(go("GET", "/kv/delete?key=users/2", b"").1, "true");
     assert_eq!(go("GET", "/kv/delete?key=users/2", b"").1, "false");
@@ -494,7 +531,8 @@ fn kv_contract(addr: SocketAddr) {
 
     assert_eq!(go("POST", "/kv/publish?topic=log", b"a").1, "1");
     assert_eq!(go("POST", "/kv/publish?topic=log", b"b").1, "2");
-    let next: Value = serde_json::from_str(&go("GET", "/kv/next?topic=log&after=1&timeout_ms=0", b"").1).unwrap();
+    let next: Value =
+        serde_json::from_str(&go("GET", "/kv/next?topic=log&after=1&timeout_ms=0", b"").1).unwrap();
     assert_eq!(next, json!({ "id": 2, "data": "b" }));
     assert_eq!(go("GET", "/kv/next?topic=log&after=2&timeout_ms=0", b"").0, 204);
 }
@@ -597,7 +635,10 @@ fn two_hosts_share_state_and_wake_ups_through_one_redis() {
     let posted = Instant::now();
     let ((status, body), answered) = poll.join().unwrap();
     assert_eq!(status, 200, "{body}");
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), json!([{ "id": 1, "body": { "from": "one" } }]));
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!([{ "id": 1, "body": { "from": "one" } }])
+    );
     println!("cross-host long poll answered {:?} after the POST", answered.saturating_duration_since(posted));
 
     // Increments and compare-and-swap stay atomic across hosts.
@@ -622,10 +663,13 @@ fn two_hosts_share_state_and_wake_ups_through_one_redis() {
     // It comes back: both hosts recover without a restart.
     redis.restart();
     assert!(eventually(Duration::from_secs(30), || call(&one, "PUT", "/store/after", b"back").0 == 204));
-    assert!(eventually(Duration::from_secs(30), || call(&two, "GET", "/store/after", b"") == (200, "back".into())));
+    assert!(eventually(Duration::from_secs(30), || call(&two, "GET", "/store/after", b"")
+        == (200, "back".into())));
     let poll = spawn_call(one.addr, "GET", "/kv/next?topic=again&after=0&timeout_ms=20000".into());
     wait_for_parked(&one, 1);
-    assert!(eventually(Duration::from_secs(30), || call(&two, "POST", "/kv/publish?topic=again", b"hi").0 == 200));
+    assert!(
+        eventually(Duration::from_secs(30), || call(&two, "POST", "/kv/publish?topic=again", b"hi").0 == 200)
+    );
     let ((status, body), _) = poll.join().unwrap();
     assert_eq!((status, body.as_str()), (200, r#"{"data":"hi","id":1}"#));
 }
@@ -689,7 +733,10 @@ impl Driver {
         let mut response = match (method, body) {
             ("GET", _) => agent.get(&url).call(),
             ("DELETE", _) => agent.delete(&url).call(),
-            (_, body) => agent.post(&url).header("content-type", "application/json").send(body.unwrap_or(json!({})).to_string()),
+            (_, body) => agent
+                .post(&url)
+                .header("content-type", "application/json")
+                .send(body.unwrap_or(json!({})).to_string()),
         }
         .ok()?;
         let text = response.body_mut().read_to_string().ok()?;
@@ -741,31 +788,56 @@ impl Browser<'_> {
 
     fn script(&self, code: &str) -> Value {
         self.driver
-            .send("POST", &format!("/session/{}/execute/sync", self.id), Some(json!({ "script": code, "args": [] })))
+            .send(
+                "POST",
+                &format!("/session/{}/execute/sync", self.id),
+                Some(json!({ "script": code, "args": [] })),
+            )
             .unwrap_or(Value::Null)
     }
 
     fn element(&self, css: &str) -> String {
         let value = self
             .driver
-            .send("POST", &format!("/session/{}/element", self.id), Some(json!({ "using": "css selector", "value": css })))
+            .send(
+                "POST",
+                &format!("/session/{}/element", self.id),
+                Some(json!({ "using": "css selector", "value": css })),
+            )
             .unwrap();
-        value.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).unwrap_or_else(|| panic!("no {css}: {value}")).to_owned()
+        value
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no {css}: {value}"))
+            .to_owned()
     }
 
     fn type_into(&self, css: &str, text: &str) {
         let element = self.element(css);
-        self.driver.send("POST", &format!("/session/{}/element/{element}/value", self.id), Some(json!({ "text": text }))).unwrap();
+        self.driver
+            .send(
+                "POST",
+                &format!("/session/{}/element/{element}/value", self.id),
+                Some(json!({ "text": text })),
+            )
+            .unwrap();
     }
 
     fn click(&self, css: &str) {
         let element = self.element(css);
-        self.driver.send("POST", &format!("/session/{}/element/{element}/click", self.id), Some(json!({}))).unwrap();
+        self.driver
+            .send("POST", &format!("/session/{}/element/{element}/click", self.id), Some(json!({})))
+            .unwrap();
     }
 
     fn messages(&self) -> Vec<String> {
-        let value = self.script("return [...document.querySelectorAll('#messages li')].map(li => li.textContent);");
-        value.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+        let value =
+            self.script("return [...document.querySelectorAll('#messages li')].map(li => li.textContent);");
+        value
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -786,7 +858,8 @@ fn a_message_posted_in_one_browser_page_appears_in_another() {
     for browser in [&alice, &bob] {
         browser.go(&s.url("/chat"));
         // EventSource.OPEN: the page is listening.
-        let open = eventually(Duration::from_secs(20), || browser.script("return events.readyState;") == json!(1));
+        let open =
+            eventually(Duration::from_secs(20), || browser.script("return events.readyState;") == json!(1));
         assert!(open, "the page's EventSource did not open; log:\n{}", s.log());
     }
     alice.type_into("#message", "hello from alice");

@@ -157,7 +157,15 @@ impl Runtime {
             }
         })?;
 
-        Ok(Self { engine, cache, linker, limits: limits.clone(), live: Arc::default(), stop_epoch, services: None })
+        Ok(Self {
+            engine,
+            cache,
+            linker,
+            limits: limits.clone(),
+            live: Arc::default(),
+            stop_epoch,
+            services: None,
+        })
     }
 
     /// Compiles a handler file's `bytes` and checks it implements the `handler` world (every

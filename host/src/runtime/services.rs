@@ -112,7 +112,12 @@ impl kv::Host for HostState {
         Ok(services.exists(&key).await.map_err(wit_error))
     }
 
-    async fn list_keys(&mut self, prefix: String, cursor: Option<String>, limit: u32) -> WitResult<kv::KeyPage> {
+    async fn list_keys(
+        &mut self,
+        prefix: String,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> WitResult<kv::KeyPage> {
         let services = match self.services.handle() {
             Ok(s) => s.clone(),
             Err(e) => return Ok(Err(wit_error(e))),
@@ -132,7 +137,12 @@ impl kv::Host for HostState {
         Ok(services.increment(&key, delta).await.map_err(wit_error))
     }
 
-    async fn compare_and_swap(&mut self, key: String, expected: Option<Vec<u8>>, new: Vec<u8>) -> WitResult<bool> {
+    async fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
+    ) -> WitResult<bool> {
         let services = match self.services.handle() {
             Ok(s) => s.clone(),
             Err(e) => return Ok(Err(wit_error(e))),
@@ -150,7 +160,11 @@ impl topics::Host for HostState {
         Ok(services.publish(&topic, &data).await.map_err(wit_error))
     }
 
-    async fn subscribe(&mut self, topic: String, after: Option<u64>) -> WitResult<Resource<GuestSubscription>> {
+    async fn subscribe(
+        &mut self,
+        topic: String,
+        after: Option<u64>,
+    ) -> WitResult<Resource<GuestSubscription>> {
         let services = match self.services.handle() {
             Ok(s) => s.clone(),
             Err(e) => return Ok(Err(wit_error(e))),
@@ -163,7 +177,11 @@ impl topics::Host for HostState {
 }
 
 impl topics::HostSubscription for HostState {
-    async fn next(&mut self, this: Resource<GuestSubscription>, timeout_ms: Option<u64>) -> WitResult<Option<topics::Message>> {
+    async fn next(
+        &mut self,
+        this: Resource<GuestSubscription>,
+        timeout_ms: Option<u64>,
+    ) -> WitResult<Option<topics::Message>> {
         let until = self.services.wait_until(timeout_ms.map(Duration::from_millis));
         let subscription = self.ctx().table.get_mut(&this)?;
         Ok(subscription

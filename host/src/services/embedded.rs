@@ -134,10 +134,12 @@ impl Embedded {
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error> + Send + 'static,
     ) -> Result<T, StateError> {
         let db = self.opened().await?.db.clone();
-        tokio::task::spawn_blocking(move || db.begin_read().map_err(redb::Error::from).and_then(|txn| f(&txn)))
-            .await
-            .map_err(StateError::unavailable)?
-            .map_err(StateError::unavailable)
+        tokio::task::spawn_blocking(move || {
+            db.begin_read().map_err(redb::Error::from).and_then(|txn| f(&txn))
+        })
+        .await
+        .map_err(StateError::unavailable)?
+        .map_err(StateError::unavailable)
     }
 }
 
@@ -147,7 +149,10 @@ fn open(path: Option<&PathBuf>) -> Result<Database, StateError> {
         Some(path) => {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| {
-                    StateError::Unavailable(format!("cannot create the state directory {}: {e}", dir.display()))
+                    StateError::Unavailable(format!(
+                        "cannot create the state directory {}: {e}",
+                        dir.display()
+                    ))
                 })?;
             }
             Database::create(path).map_err(|e| match e {
@@ -242,7 +247,11 @@ fn notify(watches: &Watches, published: Vec<(String, u64)>) {
 }
 
 /// Applies every job in one transaction; per-job results, or the error that aborted it all.
-fn apply_batch(db: &Database, batch: &[Job], limits: &Limits) -> Result<Vec<Result<Done, StateError>>, redb::Error> {
+fn apply_batch(
+    db: &Database,
+    batch: &[Job],
+    limits: &Limits,
+) -> Result<Vec<Result<Done, StateError>>, redb::Error> {
     let txn = db.begin_write()?;
     let now = now_ms();
     let mut results = Vec::with_capacity(batch.len());
@@ -252,12 +261,13 @@ fn apply_batch(db: &Database, batch: &[Job], limits: &Limits) -> Result<Vec<Resu
         let mut last_ids = txn.open_table(LAST_ID)?;
         for job in batch {
             // The live value of `key` with its expiry.
-            let current = |kv: &redb::Table<&str, &[u8]>, key: &str| -> Result<Option<(u64, Vec<u8>)>, redb::Error> {
-                Ok(kv.get(key)?.and_then(|stored| {
-                    let (expires, value) = split(stored.value());
-                    live(expires, now).then(|| (expires, value.to_vec()))
-                }))
-            };
+            let current =
+                |kv: &redb::Table<&str, &[u8]>, key: &str| -> Result<Option<(u64, Vec<u8>)>, redb::Error> {
+                    Ok(kv.get(key)?.and_then(|stored| {
+                        let (expires, value) = split(stored.value());
+                        live(expires, now).then(|| (expires, value.to_vec()))
+                    }))
+                };
             let result = match &job.op {
                 Op::Set { key, value, expires } => {
                     kv.insert(key.as_str(), join(*expires, value).as_slice())?;
@@ -306,7 +316,13 @@ fn apply_batch(db: &Database, batch: &[Job], limits: &Limits) -> Result<Vec<Resu
 }
 
 /// Drops the messages of `topic` beyond the retained count or older than the retained age.
-fn trim(log: &mut redb::Table<(&str, u64), &[u8]>, topic: &str, last: u64, now: u64, limits: &Limits) -> Result<(), redb::Error> {
+fn trim(
+    log: &mut redb::Table<(&str, u64), &[u8]>,
+    topic: &str,
+    last: u64,
+    now: u64,
+    limits: &Limits,
+) -> Result<(), redb::Error> {
     let keep_from = last.saturating_sub(limits.retain_count.saturating_sub(1)).max(1);
     let cutoff = now.saturating_sub(limits.retain_age.as_millis() as u64);
     let mut doomed = Vec::new();
@@ -398,7 +414,12 @@ impl KeyValue for Embedded {
         }
     }
 
-    async fn compare_and_swap(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> Result<bool, StateError> {
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StateError> {
         let op = Op::Cas { key: key.to_owned(), expected: expected.map(<[u8]>::to_vec), new: new.to_vec() };
         match self.write(op).await? {
             Done::Bool(swapped) => Ok(swapped),

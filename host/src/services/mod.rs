@@ -151,7 +151,12 @@ pub trait KeyValue: Send + Sync {
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, StateError>;
     /// Sets `key` to `new` only if its current value is `expected` (`None`: only if unset),
     /// atomically; whether it did.
-    async fn compare_and_swap(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> Result<bool, StateError>;
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StateError>;
 }
 
 /// Topics: an append-only, bounded log per topic plus wake-ups for waiters.
@@ -238,7 +243,10 @@ impl Services {
 
     fn check_value(&self, what: &str, value: &[u8], max: usize) -> Result<(), StateError> {
         if value.len() > max {
-            return Err(StateError::TooLarge(format!("{what} of {} bytes is over the limit of {max} bytes", value.len())));
+            return Err(StateError::TooLarge(format!(
+                "{what} of {} bytes is over the limit of {max} bytes",
+                value.len()
+            )));
         }
         Ok(())
     }
@@ -305,7 +313,12 @@ impl Services {
     }
 
     /// See [`KeyValue::compare_and_swap`].
-    pub async fn compare_and_swap(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> Result<bool, StateError> {
+    pub async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StateError> {
         self.check_key(key)?;
         self.check_value("value", new, self.limits.max_value_size)?;
         self.kv.compare_and_swap(key, expected, new).await
@@ -326,7 +339,12 @@ impl Services {
             Some(id) => id,
             None => self.topics.last_id(topic).await?,
         };
-        Ok(Subscription { topics: self.topics.clone(), topic: topic.to_owned(), after, buffered: Default::default() })
+        Ok(Subscription {
+            topics: self.topics.clone(),
+            topic: topic.to_owned(),
+            after,
+            buffered: Default::default(),
+        })
     }
 }
 
@@ -336,7 +354,10 @@ fn check_name(what: &str, name: &str, max: usize) -> Result<(), StateError> {
         return Err(StateError::BadKey(format!("a {what} must not be empty")));
     }
     if name.len() > max {
-        return Err(StateError::BadKey(format!("a {what} of {} bytes is over the limit of {max} bytes", name.len())));
+        return Err(StateError::BadKey(format!(
+            "a {what} of {} bytes is over the limit of {max} bytes",
+            name.len()
+        )));
     }
     if name.contains('\0') {
         return Err(StateError::BadKey(format!("a {what} must not contain NUL: {name:?}")));
@@ -434,10 +455,12 @@ impl Topics for Disabled {
 
 /// Parses an integer stored as decimal text (what `increment` writes, as Redis's `INCRBY` does).
 pub(crate) fn parse_counter(value: &[u8]) -> Result<i64, StateError> {
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
-        .ok_or_else(|| StateError::NotAnInteger(format!("the value {:?} is not a decimal integer", String::from_utf8_lossy(&value[..value.len().min(40)]))))
+    std::str::from_utf8(value).ok().and_then(|s| s.parse::<i64>().ok()).ok_or_else(|| {
+        StateError::NotAnInteger(format!(
+            "the value {:?} is not a decimal integer",
+            String::from_utf8_lossy(&value[..value.len().min(40)])
+        ))
+    })
 }
 
 /// `current + delta`, or an error naming the overflow.

@@ -121,7 +121,9 @@ impl Redis {
 fn redis_error(e: redis::RedisError) -> StateError {
     let text = e.to_string();
     if text.contains("not an integer") || text.contains("overflow") {
-        StateError::NotAnInteger(format!("the stored value is not a decimal integer or the result overflows ({text})"))
+        StateError::NotAnInteger(format!(
+            "the stored value is not a decimal integer or the result overflows ({text})"
+        ))
     } else {
         StateError::Unavailable(format!("redis: {text}"))
     }
@@ -182,7 +184,8 @@ impl KeyValue for Redis {
     }
 
     async fn exists(&self, key: &str) -> Result<bool, StateError> {
-        let n: u64 = redis::cmd("EXISTS").arg(kv_key(key)).query_async(&mut self.conn()).await.map_err(redis_error)?;
+        let n: u64 =
+            redis::cmd("EXISTS").arg(kv_key(key)).query_async(&mut self.conn()).await.map_err(redis_error)?;
         Ok(n > 0)
     }
 
@@ -247,7 +250,12 @@ impl KeyValue for Redis {
         Ok(value)
     }
 
-    async fn compare_and_swap(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> Result<bool, StateError> {
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StateError> {
         let swapped: i64 = self
             .cas
             .key(kv_key(key))
