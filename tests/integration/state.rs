@@ -7,7 +7,10 @@
 //! `make test` installs (`scripts/ensure-tools.sh`); a test whose tool is missing fails and
 //! says how to install it.
 
-#![allow(clippy::print_stdout, reason = "tests print the latencies they observe instead of asserting on them")]
+#![allow(
+    clippy::print_stdout,
+    reason = "tests print the latencies they observe instead of asserting on them"
+)]
 
 use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader, Read, Write};
@@ -244,14 +247,26 @@ fn wait_for_parked(s: &Server, n: usize) {
     assert!(parked, "the long poll never parked; log:\n{}", s.log());
 }
 
-fn spawn_call(
-    addr: SocketAddr,
-    method: &'static str,
-    path: String,
-) -> std::thread::JoinHandle<((u16, String), Instant)> {
+/// How long a parked poll's client waits for its answer. The polls wait up to 25 s for a
+/// message, so an answer within this bound means the publish woke them (a poll that was not
+/// woken would answer only when its own wait ended, after this bound: the client then fails).
+const WOKEN_WITHIN: Duration = Duration::from_secs(15);
+
+/// Starts a long poll in a thread; it yields (status, body) and when the answer came, or
+/// panics if no answer came within [`WOKEN_WITHIN`].
+fn spawn_poll(addr: SocketAddr, path: String) -> std::thread::JoinHandle<((u16, String), Instant)> {
     std::thread::spawn(move || {
-        let answer = call_at(addr, method, &path, b"", &[]);
-        (answer, Instant::now())
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(WOKEN_WITHIN))
+            .build()
+            .into();
+        let mut response = agent.get(&format!("http://{addr}{path}")).call().unwrap_or_else(|e| {
+            panic!("GET {path} was not answered within {WOKEN_WITHIN:?} (not woken?): {e}")
+        });
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        ((status, body), Instant::now())
     })
 }
 
@@ -259,13 +274,12 @@ fn spawn_call(
 fn a_parked_long_poll_is_woken_by_a_post() {
     let routes = state_routes();
     let s = Server::start(routes.path(), &["--state", "memory"]);
-    let poll = spawn_call(s.addr, "GET", "/messages/wait?timeout=20".into());
+    let poll = spawn_poll(s.addr, "/messages/wait?after=0&timeout=25".into());
     wait_for_parked(&s, 1);
     let (status, body) = call(&s, "POST", "/messages", br#"{"text": "wake up"}"#);
     assert_eq!((status, body.as_str()), (200, r#"{"id":1}"#));
     let posted = Instant::now();
     let ((status, body), answered) = poll.join().unwrap();
-    // A poll that was not woken would answer 204 after 20 s.
     assert_eq!(status, 200, "{body}");
     let list: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(list, json!([{ "id": 1, "body": { "text": "wake up" } }]));
@@ -317,7 +331,7 @@ fn many_parked_polls_are_all_woken_by_one_post() {
     let routes = state_routes();
     let s = Server::start(routes.path(), &["--state", "memory"]);
     let polls: Vec<_> =
-        (0..200).map(|_| spawn_call(s.addr, "GET", "/messages/wait?after=0&timeout=25".into())).collect();
+        (0..200).map(|_| spawn_poll(s.addr, "/messages/wait?after=0&timeout=25".into())).collect();
     wait_for_parked(&s, 200);
     call(&s, "POST", "/messages", br#""all""#);
     for poll in polls {
@@ -629,7 +643,7 @@ fn two_hosts_share_state_and_wake_ups_through_one_redis() {
     assert_eq!(call(&one, "GET", "/store/shared", b"").0, 404);
 
     // A long poll parked on host two is woken by a POST to host one.
-    let poll = spawn_call(two.addr, "GET", "/messages/wait?after=0&timeout=20".into());
+    let poll = spawn_poll(two.addr, "/messages/wait?after=0&timeout=25".into());
     wait_for_parked(&two, 1);
     assert_eq!(call(&one, "POST", "/messages", br#"{"from": "one"}"#).0, 200);
     let posted = Instant::now();
@@ -665,7 +679,7 @@ fn two_hosts_share_state_and_wake_ups_through_one_redis() {
     assert!(eventually(Duration::from_secs(30), || call(&one, "PUT", "/store/after", b"back").0 == 204));
     assert!(eventually(Duration::from_secs(30), || call(&two, "GET", "/store/after", b"")
         == (200, "back".into())));
-    let poll = spawn_call(one.addr, "GET", "/kv/next?topic=again&after=0&timeout_ms=20000".into());
+    let poll = spawn_poll(one.addr, "/kv/next?topic=again&after=0&timeout_ms=25000".into());
     wait_for_parked(&one, 1);
     assert!(
         eventually(Duration::from_secs(30), || call(&two, "POST", "/kv/publish?topic=again", b"hi").0 == 200)
