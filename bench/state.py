@@ -110,11 +110,12 @@ def park_and_wake(label, addr, pid):
         idle = idle + 1 if now - before <= 2 else 0
         before = now
     parked_rss = rss_mib(pid)
-    print(f"{label:<10} {POLLS} polls parked in {time.monotonic() - started:.1f} s, host RSS {parked_rss:.0f} MiB")
+    print(f"{label:<10} {POLLS} polls parked in {time.monotonic() - started:.1f} s (one client connecting one by one), "
+          f"host RSS {parked_rss:.0f} MiB")
     peak = parked_rss
     woke = time.monotonic()
     assert http(addr, "POST", "/messages", b'"wake"') == 200
-    done, ok = 0, 0
+    done, ok, statuses = 0, 0, {}
     while done < POLLS and time.monotonic() - woke < 60:
         for key, _ in sel.select(timeout=0.05):
             buf = key.data
@@ -125,16 +126,42 @@ def park_and_wake(label, addr, pid):
             sel.unregister(key.fileobj)
             key.fileobj.close()
             done += 1
-            ok += buf.startswith(b"HTTP/1.1 200") and b'"wake"' in buf
+            good = buf.startswith(b"HTTP/1.1 200") and b'"wake"' in buf
+            ok += good
+            if not good:
+                statuses[bytes(buf[:12])] = statuses.get(bytes(buf[:12]), 0) + 1
         peak = max(peak, rss_mib(pid))
     elapsed = time.monotonic() - woke
     print(f"{label:<10} one POST answered {ok}/{POLLS} polls (200 with the message) in {elapsed:.2f} s; "
-          f"peak host RSS {peak:.0f} MiB")
+          f"peak host RSS {peak:.0f} MiB" + (f"; other answers: {statuses}" if statuses else ""))
     for s in socks:
         try:
             s.close()
         except OSError:
             pass
+
+
+def park_baseline(addr, pid):
+    """10,000 requests to a handler that only sleeps: the cost of a parked instance itself."""
+    host, port = addr.rsplit(":", 1)
+    base = rss_mib(pid)
+    socks = []
+    started = time.monotonic()
+    for _ in range(POLLS):
+        s = socket.create_connection((host, int(port)))
+        s.sendall(b"GET /hang/120/x HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+        socks.append(s)
+    idle, before = 0, cpu_ticks(pid)
+    while idle < 3 and time.monotonic() - started < 120:
+        time.sleep(0.5)
+        now = cpu_ticks(pid)
+        idle = idle + 1 if now - before <= 2 else 0
+        before = now
+    rss = rss_mib(pid)
+    print(f"{'baseline':<10} {POLLS} sleeping handlers (no state) parked: host RSS {rss:.0f} MiB "
+          f"({(rss - base) * 1024 / POLLS:.0f} KiB each)")
+    for s in socks:
+        s.close()
 
 
 def http_last_id(addr):
@@ -150,6 +177,7 @@ def http_last_id(addr):
 
 
 def main():
+    only = os.environ.get("BENCH_STATE_ONLY")  # e.g. "redis-polls" to run one part
     host_bin, routes = sys.argv[1], sys.argv[2]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
@@ -170,10 +198,16 @@ def main():
         redis_host, addr_r = start_host(host_bin, routes, f"redis://127.0.0.1:{redis_port}", many)
         procs.append(redis_host)
         print(f"wrk -t2 -c64 -d10s, 2 shared cores; value of 30 bytes")
-        kv_rates("embedded", addr_e, put_script)
-        kv_rates("redis", addr_r, put_script)
-        park_and_wake("embedded", addr_e, embedded.pid)
-        park_and_wake("redis", addr_r, redis_host.pid)
+        if not only:
+            kv_rates("embedded", addr_e, put_script)
+            kv_rates("redis", addr_r, put_script)
+            sleeper, addr_s = start_host(host_bin, routes, "memory", many)
+            procs.append(sleeper)
+            park_baseline(addr_s, sleeper.pid)
+            sleeper.kill()
+            park_and_wake("embedded", addr_e, embedded.pid)
+        if only in (None, "redis-polls"):
+            park_and_wake("redis", addr_r, redis_host.pid)
     finally:
         for p in procs:
             p.kill()
