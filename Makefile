@@ -8,7 +8,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 HOST_BIN := $(TARGET_DIR)/release/wasm-host
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: build run test wasm-target host examples lint
+.PHONY: build run test wasm-target host examples lint tools
 
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -24,14 +24,18 @@ build: host examples
 run: build
 	$(HOST_BIN) run examples/routes --listen $(LISTEN)
 
-test: wasm-target
+# state: the state tests start their own redis-server and a headless chromium (Debian packages).
+tools:
+	sh scripts/ensure-tools.sh redis chromium
+
+test: wasm-target tools
 	$(CARGO) test --release --workspace
 
 lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
-.PHONY: bench bench-stream bench-reload bench-static test-guests
+.PHONY: bench bench-stream bench-reload bench-static bench-state test-guests
 GUESTS := $(TARGET_DIR)/guests/wasm32-wasip2/release
 
 test-guests: wasm-target
@@ -52,3 +56,8 @@ bench: build
 bench-static: build
 	@command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
 	sh bench/static.sh $(HOST_BIN) examples/routes
+
+# state: kv req/s (embedded, Redis) beside hello world; 10,000 parked long polls woken by one POST.
+bench-state: build
+	sh scripts/ensure-tools.sh redis wrk
+	python3 bench/state.py $(HOST_BIN) examples/routes

@@ -118,10 +118,12 @@ mod cookie;
 mod error;
 mod event;
 mod flow;
+pub mod kv; // state
 mod media_type;
 mod multipart;
 mod request;
 mod response;
+pub mod topic; // state
 
 #[doc(hidden)]
 pub mod __private;

@@ -212,6 +212,14 @@ pub struct RunArgs {
     /// 503 and the log says why, exactly as when a file breaks while the server runs.
     #[arg(long)]
     pub strict: bool,
+
+    /// Where handlers' shared key-value store and topics live: a directory (an embedded,
+    /// durable database `state.redb`, created on first use), `memory` (lost at exit) or
+    /// `redis://HOST:PORT[/DB]` (shared by every host using it) [default:
+    /// $XDG_STATE_HOME/wasm-host/NAME-HASH or ~/.local/state/wasm-host/NAME-HASH, one per routes
+    /// directory].
+    #[arg(long, value_name = "DIR|memory|redis://HOST:PORT[/DB]")]
+    pub state: Option<crate::services::Backend>,
 }
 
 /// A size limit that can be turned off.
@@ -259,6 +267,9 @@ impl RunArgs {
             (false, Some(dir)) => CompileCache::Dir(dir),
             (false, None) => CompileCache::Default,
         };
+        if let Some(state) = self.state {
+            c.state = state;
+        }
         c.validate()?;
         Ok(c)
     }

@@ -171,6 +171,8 @@ pub struct Config {
     pub strict: bool,
     /// Set by `wasm-host dev`: build errors and traps are answered with pages that show them.
     pub dev: Option<DevMode>,
+    /// state: where the shared key-value store and topics live (`--state`).
+    pub state: crate::services::Backend,
 }
 
 /// What `wasm-host dev` changes in how requests are answered.
@@ -195,7 +197,7 @@ impl Config {
     /// A configuration with every default, serving `routes_dir` on [`DEFAULT_LISTEN`].
     pub fn new(routes_dir: PathBuf) -> Self {
         Self {
-            routes_dir,
+            routes_dir: routes_dir.clone(),
             listen: DEFAULT_LISTEN.parse().expect("the default address parses"),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -206,6 +208,7 @@ impl Config {
             cache: CompileCache::Default,
             strict: false,
             dev: None,
+            state: crate::services::Backend::Dir(crate::services::default_dir(&routes_dir)),
         }
     }
 

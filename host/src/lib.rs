@@ -17,4 +17,5 @@ pub mod routes;
 pub mod runtime;
 pub mod scaffold;
 pub mod server;
+pub mod services;
 pub mod site;

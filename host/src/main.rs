@@ -8,7 +8,7 @@ use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 use wasm_host::cli::{Cli, Command};
 use wasm_host::config::CompileCache;
-use wasm_host::runtime::{Runtime, Services};
+use wasm_host::runtime::Runtime;
 use wasm_host::server::{Server, shutdown_signal};
 
 fn main() -> ExitCode {
@@ -110,7 +110,7 @@ fn new_handler(args: &wasm_host::cli::NewArgs) -> anyhow::Result<()> {
 }
 
 fn list_routes(dir: &std::path::Path) -> anyhow::Result<()> {
-    let runtime = Runtime::new(&Default::default(), &CompileCache::Default, Services::default())?;
+    let runtime = Runtime::new(&Default::default(), &CompileCache::Default)?;
     let build = wasm_host::site::load(&runtime, dir, false)
         .with_context(|| format!("cannot load routes from {}", dir.display()))?;
     #[allow(clippy::print_stdout, reason = "the route table is the command's output")]

@@ -8,5 +8,6 @@ mod errors;
 mod framing;
 mod reload;
 mod sdk;
+mod state;
 mod streaming;
 mod support;

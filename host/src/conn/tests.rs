@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
 
 use crate::app::App;
 use crate::config::{CompileCache, Config};
-use crate::runtime::{Runtime, Services};
+use crate::runtime::Runtime;
 
 const PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 40000);
 
@@ -20,7 +20,7 @@ fn app(max_instances: u32) -> Arc<App> {
     config.runtime.max_instances = max_instances;
     config.runtime.cpu_timeout = Duration::from_millis(100);
     let cache = CompileCache::Dir(std::env::temp_dir().join("wasm-host-unit-test-cache"));
-    let runtime = Runtime::new(&config.runtime, &cache, Services::default()).expect("runtime");
+    let runtime = Runtime::new(&config.runtime, &cache).expect("runtime");
     let build = crate::site::load(&runtime, Path::new(test_artifacts::EXAMPLE_ROUTES), true)
         .expect("example routes load");
     Arc::new(App::new(config, runtime, build.routes, build.errors))

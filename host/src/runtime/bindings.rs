@@ -9,6 +9,9 @@ mod generated {
         world: "handler",
         path: "../wit",
         exports: { default: async },
+        // state: host imports (kv, topics) are async so a waiting guest suspends only its fiber
+        imports: { default: async | trappable },
+        with: { "wasm-host:http/topics.subscription": crate::runtime::services::GuestSubscription },
     });
 }
 
@@ -32,3 +35,6 @@ mod described {
 
 /// A component that also exports the optional `info` interface, probed once at load.
 pub use described::DescribedPre;
+
+// state: the host-service imports, implemented in `runtime/services.rs`.
+pub(crate) use generated::wasm_host::http::{kv, topics};

@@ -8,6 +8,7 @@
 //! out; `conn/` does the joining.
 
 mod bindings;
+mod services;
 mod state;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +23,6 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Stor
 pub use bindings::{Body, Event, Flow, Header, Request, Response};
 use bindings::{DescribedPre, HandlerPre, HandlerWorld};
 use state::HostState;
-pub use state::Services;
 
 use crate::config::{CompileCache, RuntimeLimits};
 
@@ -189,15 +189,16 @@ pub struct Runtime {
     limits: RuntimeLimits,
     /// One permit per instance that may be alive at once (`--max-instances`).
     permits: Arc<Semaphore>,
-    services: Services,
     stop_epoch: Arc<AtomicBool>,
+    /// state: handed to every instance (`services::RequestServices`); set with `set_services`.
+    services: Option<crate::services::Services>,
 }
 
 impl Runtime {
     /// Creates the engine (pool sized from `limits.max_instances`, compiled code cached as
-    /// `cache` says), the instance budget, and starts the epoch thread. `services` are the host
-    /// services every instance is granted.
-    pub fn new(limits: &RuntimeLimits, cache: &CompileCache, services: Services) -> anyhow::Result<Self> {
+    /// `cache` says), the instance budget, and starts the epoch thread. The host services
+    /// instances are granted are set with `set_services`.
+    pub fn new(limits: &RuntimeLimits, cache: &CompileCache) -> anyhow::Result<Self> {
         let n = limits.max_instances;
         let mut pool = PoolingAllocationConfig::default();
         // A wit-bindgen Rust component is 3 core instances, 2 tables and 1 memory; leave slack
@@ -237,6 +238,7 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        services::add_to_linker(&mut linker)?; // state: kv + topics imports
 
         let stop_epoch = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
@@ -257,8 +259,8 @@ impl Runtime {
             linker,
             limits: limits.clone(),
             permits: Arc::new(Semaphore::new(n as usize)),
-            services,
             stop_epoch,
+            services: None,
         })
     }
 
@@ -316,9 +318,10 @@ impl Runtime {
     fn new_store(&self, route: &Arc<str>) -> Store<HostState> {
         let max_memory = usize::try_from(self.limits.max_memory).unwrap_or(usize::MAX);
         let budget = ticks(self.limits.cpu_timeout);
-        let state = HostState::new(route, max_memory, budget, self.services.clone());
+        let state = HostState::new(route, max_memory, budget);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
+        store.data_mut().services.handle = self.services.clone(); // state
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut cx| {
             let s = cx.data_mut();
@@ -430,40 +433,41 @@ pub struct Instance {
 impl Instance {
     /// Calls `before(request)`.
     pub async fn before(&mut self, request: &Request, deadline: Instant) -> Result<Flow, GuestError> {
-        self.reset_budget();
+        self.reset_budget(deadline);
         let call = self.world.call_before(&mut self.store, request);
         finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
     }
 
     /// Calls `stream(chunk)`.
     pub async fn stream(&mut self, chunk: &[u8], deadline: Instant) -> Result<Flow, GuestError> {
-        self.reset_budget();
+        self.reset_budget(deadline);
         let call = self.world.call_stream(&mut self.store, chunk);
         finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
     }
 
     /// Calls `after()`.
     pub async fn after(&mut self, deadline: Instant) -> Result<Response, GuestError> {
-        self.reset_budget();
+        self.reset_budget(deadline);
         let call = self.world.call_after(&mut self.store);
         finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
     }
 
     /// Calls `next-chunk()`.
     pub async fn next_chunk(&mut self, deadline: Instant) -> Result<Option<Vec<u8>>, GuestError> {
-        self.reset_budget();
+        self.reset_budget(deadline);
         let call = self.world.call_next_chunk(&mut self.store);
         finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
     }
 
     /// Calls `next-event()`.
     pub async fn next_event(&mut self, deadline: Instant) -> Result<Option<Event>, GuestError> {
-        self.reset_budget();
+        self.reset_budget(deadline);
         let call = self.world.call_next_event(&mut self.store);
         finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
     }
 
-    fn reset_budget(&mut self) {
+    fn reset_budget(&mut self, deadline: Instant) {
+        self.store.data_mut().services.deadline = Some(deadline); // state: bounds waits
         self.store.data_mut().ticks = 0;
         self.store.set_epoch_deadline(1);
     }

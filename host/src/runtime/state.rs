@@ -10,11 +10,6 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-/// The host services granted to every instance (the key-value store and topics of the
-/// shared-state work plug in here). Cheap to clone: one per store.
-#[derive(Clone, Debug, Default)]
-pub struct Services {}
-
 /// Everything a guest instance's `Store` carries.
 pub struct HostState {
     wasi: WasiCtx,
@@ -29,14 +24,13 @@ pub struct HostState {
     pub(crate) tick_budget: u64,
     /// Set when a call was interrupted for exceeding its CPU budget.
     pub(crate) cpu_exceeded: bool,
-    /// The host services this instance may use.
-    #[allow(dead_code, reason = "read by the host services' WIT imports as they land")]
-    pub(crate) services: Services,
+    /// state: the shared services and the current call's deadline (`runtime/services.rs`).
+    pub(crate) services: super::services::RequestServices,
 }
 
 impl HostState {
     /// State for one request to `route`: no files, no environment, no network, no stdin.
-    pub(crate) fn new(route: &Arc<str>, max_memory: usize, tick_budget: u64, services: Services) -> Self {
+    pub(crate) fn new(route: &Arc<str>, max_memory: usize, tick_budget: u64) -> Self {
         let panic = Arc::new(Mutex::new(None));
         let mut wasi = WasiCtx::builder();
         wasi.stdout(GuestLog { route: route.clone(), stream: "stdout", panic: None })
@@ -62,7 +56,7 @@ impl HostState {
             ticks: 0,
             tick_budget,
             cpu_exceeded: false,
-            services,
+            services: Default::default(),
         }
     }
 }

@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 
 use crate::app::App;
 use crate::config::Config;
-use crate::runtime::{Runtime, Services};
+use crate::runtime::Runtime;
 use crate::site::{self, RouteWatcher};
 
 /// A server whose listener is bound and whose routes are loaded, ready to run.
@@ -30,8 +30,13 @@ impl Server {
     /// runtime.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
-        let runtime = Runtime::new(&config.runtime, &config.cache, Services::default())
-            .context("cannot create the wasm engine")?;
+        let mut runtime =
+            Runtime::new(&config.runtime, &config.cache).context("cannot create the wasm engine")?;
+        // One set of services (key-value, topics) for every handler of this host.
+        let services = crate::services::Services::open(&config.state, Default::default())
+            .with_context(|| format!("cannot open the state store {}", config.state))?;
+        runtime.set_services(services);
+        info!(state = %config.state, "shared state");
         let started = std::time::Instant::now();
         let build = site::load(&runtime, &config.routes_dir, config.strict)
             .with_context(|| format!("cannot load routes from {}", config.routes_dir.display()))?;
