@@ -73,6 +73,12 @@ fn call_at(
             for (n, v) in headers {
                 req = req.header(*n, *v);
             }
+            // `POST /messages` takes JSON, declared as such (the SDK's `req.json()` checks).
+            if path.starts_with("/messages")
+                && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            {
+                req = req.header("content-type", "application/json");
+            }
             req.send(body)
         }
     }
