@@ -2,8 +2,9 @@
 //! wasm runtime (which owns the instance budget), the current route table snapshot and the
 //! shutdown signal.
 //!
-//! Depends on `config`, `routes` (the table type) and `runtime` (the handler type); it is
-//! filled by `site` (route building) and read by `conn` and `server`, which it knows nothing of.
+//! Depends on `config`, `routes` (the table type), `runtime` (the handler type) and
+//! `site::static_files` (the static directory); it is filled by `site` (route building) and
+//! `server` (the static directory), and read by `conn` and `server`, which it knows nothing of.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::routes::RouteTable;
 use crate::runtime::{ContentHash, Handler, Runtime};
+use crate::site::static_files::StaticDir;
 
 /// A handler ready to serve, with the label its log lines carry (e.g. `GET /users/{id}`).
 pub struct LoadedHandler {
@@ -38,11 +40,19 @@ pub struct App {
     pub routes: ArcSwap<Routes>,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
+    /// The static files served where no route matches (`--static`), if any.
+    pub static_dir: Option<Arc<StaticDir>>,
 }
 
 impl App {
     /// The state for serving `routes` with `runtime` under `config`.
     pub fn new(config: Config, runtime: Runtime, routes: Routes) -> Self {
-        Self { config, runtime, routes: ArcSwap::from_pointee(routes), shutdown: CancellationToken::new() }
+        Self {
+            config,
+            runtime,
+            routes: ArcSwap::from_pointee(routes),
+            shutdown: CancellationToken::new(),
+            static_dir: None,
+        }
     }
 }

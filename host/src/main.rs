@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Run(args) => run(*args),
-        Command::Routes { routes_dir } => list_routes(&routes_dir),
+        Command::Routes { routes_dir, static_dir } => list_routes(&routes_dir, static_dir.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -52,13 +52,16 @@ fn run(args: wasm_host::cli::RunArgs) -> anyhow::Result<()> {
         let addr = server.local_addr()?;
         #[allow(clippy::print_stdout, reason = "the readiness line is part of the CLI's output")]
         {
-            println!("listening on http://{addr}");
+            println!("listening on {}://{addr}", server.scheme());
         }
         server.run(shutdown_signal()).await
     })
 }
 
-fn list_routes(dir: &std::path::Path) -> anyhow::Result<()> {
+fn list_routes(dir: &std::path::Path, static_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    if let Some(s) = static_dir {
+        wasm_host::site::static_files::StaticDir::open(s, false)?;
+    }
     let runtime = Runtime::new(&Default::default(), &CompileCache::Default, Services::default())?;
     let (routes, _) = wasm_host::site::load(&runtime, dir)
         .with_context(|| format!("cannot load routes from {}", dir.display()))?;
@@ -69,6 +72,15 @@ fn list_routes(dir: &std::path::Path) -> anyhow::Result<()> {
         println!("{:<width$}  {:<7}  FILE", "ROUTE", "METHOD");
         for f in rows {
             println!("{:<width$}  {:<7}  {}", f.route, f.method.as_str(), f.path.display());
+        }
+        if let Some(s) = static_dir {
+            // The fallback: GET (and so HEAD) of any path no route above matches.
+            println!(
+                "{:<width$}  {:<7}  {}/ (static files, where no route matches)",
+                "/**",
+                "GET",
+                s.components().as_path().display()
+            );
         }
     }
     Ok(())

@@ -8,6 +8,7 @@
 
 mod reload;
 mod scan;
+pub mod static_files;
 mod watch;
 
 use std::collections::HashMap;
