@@ -22,7 +22,7 @@ examples: wasm-target
 build: host examples
 
 run: build
-	$(HOST_BIN) run examples/routes --listen $(LISTEN)
+	$(HOST_BIN) run examples/routes --static examples/assets --listen $(LISTEN)
 
 test: wasm-target
 	$(CARGO) test --release --workspace

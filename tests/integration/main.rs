@@ -5,5 +5,6 @@ mod basics;
 mod cli;
 mod framing;
 mod reload;
+mod serving;
 mod streaming;
 mod support;
