@@ -361,7 +361,7 @@ pub fn accepted_encodings(accept_encoding: Option<&str>) -> Vec<Encoding> {
     let mut out: Vec<(Encoding, u16)> =
         Encoding::ALL.into_iter().map(|e| (e, q_of(e))).filter(|(_, q)| *q > 0).collect();
     // Stable: equal q keeps the preference order of `ALL`.
-    out.sort_by(|a, b| b.1.cmp(&a.1));
+    out.sort_by_key(|e| std::cmp::Reverse(e.1));
     out.into_iter().map(|(e, _)| e).collect()
 }
 
