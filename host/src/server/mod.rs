@@ -28,7 +28,7 @@ pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
     watcher: Option<RouteWatcher>,
-    tls: Option<Arc<Tls>>,
+    tls: Option<(Arc<Tls>, tls::CertWatcher)>,
 }
 
 impl Server {
@@ -37,7 +37,11 @@ impl Server {
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
         // The cheap checks first: a wrong path should not wait for every handler to compile.
-        let tls = config.tls.as_ref().map(Tls::load).transpose()?.map(Arc::new);
+        let tls = config.tls.as_ref().map(Tls::load).transpose()?.map(|tls| {
+            // Watch before announcing readiness, so no certificate change is missed.
+            let watcher = tls.watcher();
+            (Arc::new(tls), watcher)
+        });
         let static_dir = config
             .static_files
             .as_ref()
@@ -107,7 +111,13 @@ impl Server {
             "serving"
         );
         let reloader = tokio::spawn(site::watch(app.clone(), watcher));
-        let cert_reloader = tls.clone().map(|tls| tokio::spawn(tls.watch(app.shutdown.clone())));
+        let (tls, cert_reloader) = match tls {
+            Some((tls, watcher)) => {
+                let reloader = tokio::spawn(tls.clone().watch(watcher, app.shutdown.clone()));
+                (Some(tls), Some(reloader))
+            }
+            None => (None, None),
+        };
         let connections = Arc::new(Semaphore::new(config.max_connections));
         let tracker = TaskTracker::new();
         tokio::pin!(shutdown);

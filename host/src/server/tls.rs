@@ -197,12 +197,12 @@ impl Tls {
         Ok(true)
     }
 
-    /// Reloads the pair whenever its files change, and on SIGHUP, until `shutdown`. Watches
-    /// the files' folders (not the files), so an atomic `mv` or a symlink swap (Kubernetes
-    /// secrets) is seen too.
-    pub async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
-        let (tx, mut events) = mpsc::unbounded_channel();
-        let _watcher = match self.watch_folders(tx) {
+    /// Starts watching the files' folders (not the files, so an atomic `mv` or a symlink swap
+    /// of Kubernetes secrets is seen too) and SIGHUP. Call before announcing readiness, so no
+    /// change made after it is missed. Must run inside a tokio runtime.
+    pub fn watcher(&self) -> CertWatcher {
+        let (tx, events) = mpsc::unbounded_channel();
+        let watcher = match self.watch_folders(tx) {
             Ok(w) => Some(w),
             Err(e) => {
                 warn!("cannot watch the TLS certificate files ({e}); they are reloaded on SIGHUP only");
@@ -210,7 +210,24 @@ impl Tls {
             }
         };
         #[cfg(unix)]
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        CertWatcher {
+            _watcher: watcher,
+            events,
+            #[cfg(unix)]
+            hangup,
+        }
+    }
+
+    /// Reloads the pair whenever `watcher` reports a change (debounced by [`RELOAD_DEBOUNCE`])
+    /// or SIGHUP arrives, until `shutdown`.
+    pub async fn watch(self: Arc<Self>, watcher: CertWatcher, shutdown: CancellationToken) {
+        let CertWatcher {
+            _watcher,
+            mut events,
+            #[cfg(unix)]
+            mut hangup,
+        } = watcher;
         loop {
             #[cfg(unix)]
             let hup = async {
@@ -256,6 +273,14 @@ impl Tls {
         }
         Ok(watcher)
     }
+}
+
+/// A live watch on the certificate files' folders and on SIGHUP; see [`Tls::watcher`].
+pub struct CertWatcher {
+    _watcher: Option<notify::RecommendedWatcher>,
+    events: mpsc::UnboundedReceiver<()>,
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
 }
 
 /// The folder a file is in (`.` for a bare name).
