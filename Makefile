@@ -31,7 +31,7 @@ lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
-.PHONY: bench bench-stream bench-reload test-guests
+.PHONY: bench bench-stream bench-reload bench-static test-guests
 GUESTS := $(TARGET_DIR)/guests/wasm32-wasip2/release
 
 test-guests: wasm-target
@@ -48,3 +48,7 @@ bench-stream: build
 bench: build
 	@command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
 	sh bench/hello.sh $(HOST_BIN) examples/routes
+
+bench-static: build
+	@command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
+	sh bench/static.sh $(HOST_BIN) examples/routes
