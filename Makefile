@@ -22,7 +22,7 @@ examples: wasm-target
 build: host examples
 
 run: build
-	$(HOST_BIN) run examples/routes --listen $(LISTEN)
+	$(HOST_BIN) run examples/routes --static examples/assets --listen $(LISTEN)
 
 # state: the state tests start their own redis-server and a headless chromium (Debian packages).
 tools:

@@ -5,11 +5,13 @@
 set -eu
 host=$1 routes=$2
 work=$(mktemp -d)
+chmod 755 "$work" # nginx workers run as another user
 pids=""
 trap 'for p in $pids; do kill $p 2>/dev/null || true; done; rm -rf "$work"' EXIT
 
 mkdir -p "$work/static"
 head -c 1073741824 /dev/urandom > "$work/static/big.bin"
+chmod -R a+rX "$work/static"
 
 # Starts wasm-host with extra args; sets $url.
 start() {

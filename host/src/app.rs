@@ -2,8 +2,9 @@
 //! wasm runtime (which owns the instance budget), the current route table snapshot and the
 //! shutdown signal.
 //!
-//! Depends on `config`, `routes` (the table type) and `runtime` (the handler type); it is
-//! filled by `site` (route building) and read by `conn` and `server`, which it knows nothing of.
+//! Depends on `config`, `routes` (the table type), `runtime` (the handler type) and
+//! `site::static_files` (the static directory); it is filled by `site` (route building) and
+//! `server` (the static directory), and read by `conn` and `server`, which it knows nothing of.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::routes::{MethodKey, RouteTable};
 use crate::runtime::{ContentHash, Handler, Runtime};
+use crate::site::static_files::StaticDir;
 
 /// A handler file as served, with the label its log lines carry (e.g. `GET /users/{id}`).
 pub struct LoadedHandler {
@@ -54,6 +56,8 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// `wasm-host dev` only: the handlers whose build is broken.
     pub build_failures: Option<BuildFailures>,
+    /// The static files served where no route matches (`--static`), if any.
+    pub static_dir: Option<Arc<StaticDir>>,
 }
 
 impl App {
@@ -67,6 +71,7 @@ impl App {
             error_pages: ArcSwap::from_pointee(error_pages),
             shutdown: CancellationToken::new(),
             build_failures,
+            static_dir: None,
         }
     }
 }

@@ -24,6 +24,8 @@ use crate::http;
     long_about,
     after_help = "Examples:\n  wasm-host run routes/                          serve on 127.0.0.1:8080\n  \
                   wasm-host run routes/ --listen 0.0.0.0:80      serve on every interface\n  \
+                  wasm-host run routes/ --static public/         also serve the files in public/\n  \
+                  wasm-host run routes/ --tls-cert cert.pem --tls-key key.pem   serve HTTPS\n  \
                   wasm-host routes routes/                       list routes, check handlers load\n  \
                   wasm-host new users --route '/users/{id}'      create a handler crate and its project\n\n\
                   Logging: RUST_LOG=warn drops the access log; RUST_LOG=debug shows more."
@@ -50,6 +52,9 @@ pub enum Command {
     Routes {
         /// The routes directory.
         routes_dir: PathBuf,
+        /// Show the static-file fallback `run --static DIR` would add (checks DIR exists).
+        #[arg(long = "static", value_name = "DIR")]
+        static_dir: Option<PathBuf>,
     },
     /// Build a project's handlers, serve them, and rebuild on every save.
     ///
@@ -220,6 +225,33 @@ pub struct RunArgs {
     /// directory].
     #[arg(long, value_name = "DIR|memory|redis://HOST:PORT[/DB]")]
     pub state: Option<crate::services::Backend>,
+
+    /// Also serve the files in DIR, for GET and HEAD requests that no route matches (a route
+    /// always wins). `/docs/` serves `docs/index.html`; `/docs` redirects there. Sends
+    /// Content-Type, ETag and Last-Modified, answers conditional and Range requests, and
+    /// serves `x.br` / `x.gz` in place of `x` to clients that accept them. Nothing outside DIR
+    /// is served, not even through symlinks; names starting with `.` are not served (except
+    /// `.well-known/`).
+    #[arg(long = "static", value_name = "DIR", help_heading = "Static files")]
+    pub static_dir: Option<PathBuf>,
+
+    /// Serve names starting with `.` (`.env`, `.git/`) from the --static directory too.
+    #[arg(long, requires = "static_dir", help_heading = "Static files")]
+    pub static_dotfiles: bool,
+
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key. The pair is
+    /// reloaded when either file changes (and on SIGHUP) without dropping connections; a
+    /// broken new pair is logged and the old one kept.
+    #[arg(long, value_name = "CERT.pem", requires = "tls_key", help_heading = "TLS")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key for --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "KEY.pem", requires = "tls_cert", help_heading = "TLS")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Time a client has to complete the TLS handshake; then the connection is closed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, help_heading = "TLS")]
+    pub tls_handshake_timeout: Duration,
 }
 
 /// A size limit that can be turned off.
@@ -270,6 +302,14 @@ impl RunArgs {
         if let Some(state) = self.state {
             c.state = state;
         }
+        c.static_files =
+            self.static_dir.map(|dir| config::StaticFiles { dir, dotfiles: self.static_dotfiles });
+        c.tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(config::Tls { cert, key, handshake_timeout: self.tls_handshake_timeout })
+            }
+            _ => None,
+        };
         c.validate()?;
         Ok(c)
     }
@@ -324,6 +364,22 @@ mod tests {
         assert_eq!(c.runtime, d.runtime);
         assert_eq!(c.timeouts, d.timeouts);
         assert_eq!(c.listen, d.listen);
+        assert_eq!((c.static_files, c.tls), (None, None));
+    }
+
+    #[test]
+    fn tls_handshake_default_matches_the_config_default() {
+        let cli = Cli::parse_from(["wasm-host", "run", "r", "--tls-cert", "c.pem", "--tls-key", "k.pem"]);
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        let tls = args.into_config().unwrap().tls.unwrap();
+        assert_eq!(tls.handshake_timeout, config::DEFAULT_TLS_HANDSHAKE_TIMEOUT);
+    }
+
+    #[test]
+    fn a_cert_needs_a_key_and_dotfiles_need_static() {
+        assert!(Cli::try_parse_from(["wasm-host", "run", "r", "--tls-cert", "c.pem"]).is_err());
+        assert!(Cli::try_parse_from(["wasm-host", "run", "r", "--tls-key", "k.pem"]).is_err());
+        assert!(Cli::try_parse_from(["wasm-host", "run", "r", "--static-dotfiles"]).is_err());
     }
 
     #[test]

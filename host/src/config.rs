@@ -71,6 +71,18 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// follows the largest single guest allocation).
 pub const STREAM_CHUNK_SIZE: usize = 64 * 1024;
 
+/// Bytes of a static file read from disk at a time (one blocking `pread`, then one write).
+/// Large enough that the per-read hand-off to a blocking thread costs little next to copying
+/// the bytes (4,096 reads for 1 GiB), small enough that a thousand concurrent downloads hold a
+/// quarter of a GiB at most; the socket's backpressure decides when the next read happens.
+pub const STATIC_READ_CHUNK: usize = 256 * 1024;
+
+/// Time a TLS client has to complete its handshake after the TCP accept. Generous for slow
+/// mobile links (a handshake is 1–2 round trips), short enough that connections which never
+/// speak TLS (port scanners, plain HTTP sent to the HTTPS port) free their slot quickly. The
+/// request-head deadline (`--header-timeout`) starts after it.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Body bytes the host reads and discards to keep a connection alive when a request is answered
 /// without its body having been read (404, 405, an early `respond`). Bigger bodies close the
 /// connection instead.
@@ -145,6 +157,26 @@ pub enum CompileCache {
     Off,
 }
 
+/// Static files served where no route matches (`--static`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticFiles {
+    /// The directory served.
+    pub dir: PathBuf,
+    /// Serve names starting with `.` (`--static-dotfiles`); `.well-known` is always served.
+    pub dotfiles: bool,
+}
+
+/// HTTPS (`--tls-cert`, `--tls-key`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tls {
+    /// The certificate chain, PEM, leaf first.
+    pub cert: PathBuf,
+    /// The private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// Time a client has to finish its handshake.
+    pub handshake_timeout: Duration,
+}
+
 /// Everything `wasm-host run` needs, validated.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -173,6 +205,10 @@ pub struct Config {
     pub dev: Option<DevMode>,
     /// state: where the shared key-value store and topics live (`--state`).
     pub state: crate::services::Backend,
+    /// Static files served where no route matches; none by default.
+    pub static_files: Option<StaticFiles>,
+    /// Serve HTTPS instead of HTTP; off by default.
+    pub tls: Option<Tls>,
 }
 
 /// What `wasm-host dev` changes in how requests are answered.
@@ -209,6 +245,8 @@ impl Config {
             strict: false,
             dev: None,
             state: crate::services::Backend::Dir(crate::services::default_dir(&routes_dir)),
+            static_files: None,
+            tls: None,
         }
     }
 
@@ -237,6 +275,14 @@ impl Config {
             if d.is_zero() {
                 return Err(ConfigError { name, reason: "must be longer than zero".into() });
             }
+        }
+        if let Some(tls) = &self.tls
+            && tls.handshake_timeout.is_zero()
+        {
+            return Err(ConfigError {
+                name: "--tls-handshake-timeout",
+                reason: "must be longer than zero".into(),
+            });
         }
         if self.runtime.max_instances > 100_000 {
             return Err(ConfigError {

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Run(args) => run(*args),
-        Command::Routes { routes_dir } => list_routes(&routes_dir),
+        Command::Routes { routes_dir, static_dir } => list_routes(&routes_dir, static_dir.as_deref()),
         Command::Dev(args) => dev(args),
         Command::New(args) => new_handler(&args),
     };
@@ -55,7 +55,7 @@ fn run(args: wasm_host::cli::RunArgs) -> anyhow::Result<()> {
         let addr = server.local_addr()?;
         #[allow(clippy::print_stdout, reason = "the readiness line is part of the CLI's output")]
         {
-            println!("listening on http://{addr}");
+            println!("listening on {}://{addr}", server.scheme());
         }
         server.run(shutdown).await
     })
@@ -109,13 +109,23 @@ fn new_handler(args: &wasm_host::cli::NewArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn list_routes(dir: &std::path::Path) -> anyhow::Result<()> {
+fn list_routes(dir: &std::path::Path, static_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    if let Some(s) = static_dir {
+        wasm_host::site::static_files::StaticDir::open(s, false)?;
+    }
     let runtime = Runtime::new(&Default::default(), &CompileCache::Default)?;
     let build = wasm_host::site::load(&runtime, dir, false)
         .with_context(|| format!("cannot load routes from {}", dir.display()))?;
     #[allow(clippy::print_stdout, reason = "the route table is the command's output")]
     {
         print!("{}", wasm_host::site::listing::render(&build));
+        if let Some(s) = static_dir {
+            // The fallback: GET (and so HEAD) of any path no route above matches.
+            println!(
+                "/**  GET  {}/ (static files, where no route matches)",
+                s.components().as_path().display()
+            );
+        }
     }
     let problems = build.problems.len() + build.tree_problems.len();
     if problems > 0 {

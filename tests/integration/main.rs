@@ -8,6 +8,7 @@ mod errors;
 mod framing;
 mod reload;
 mod sdk;
+mod serving;
 mod state;
 mod streaming;
 mod support;

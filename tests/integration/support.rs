@@ -71,7 +71,8 @@ impl Server {
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             while let Some(Ok(line)) = lines.next() {
-                if let Some(addr) = line.strip_prefix("listening on http://") {
+                let addr = line.strip_prefix("listening on http://");
+                if let Some(addr) = addr.or_else(|| line.strip_prefix("listening on https://")) {
                     let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
                 }
             }

@@ -1,15 +1,20 @@
-//! Streamed response bodies: a [`BodySource`] (a guest's pulls today; a file or a store
-//! subscription can join as variants) and [`pump`], which moves its pieces to the wire through
-//! the sans-IO [`BodyEncoder`], only asking for the next piece once the last one is written.
+//! Streamed response bodies: a [`BodySource`] (a guest's pulls, a static file read from disk;
+//! a store subscription can join as a variant) and [`pump`], which moves its pieces to the wire
+//! through the sans-IO [`BodyEncoder`], only asking for the next piece once the last one is
+//! written.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::failure::Failure;
 use super::io::Io;
+use crate::config::STATIC_READ_CHUNK;
 use crate::http::{BodyEncoder, SSE_KEEPALIVE, SseEvent, encode_event};
 use crate::runtime::Instance;
+use crate::site::static_files::Part;
 
 /// Where the pieces of a streamed response body come from.
 pub(super) enum BodySource {
@@ -27,6 +32,17 @@ pub(super) enum BodySource {
         /// The last event, encoded.
         encoded: Vec<u8>,
     },
+    /// A static file's bytes: the parts of its body (the whole file, a range, or the ranges and
+    /// part headers of a `multipart/byteranges` body), read from disk on a blocking thread one
+    /// [`STATIC_READ_CHUNK`] at a time.
+    File {
+        /// The open file (shared with the blocking reads).
+        file: Arc<std::fs::File>,
+        /// The parts not yet sent; the front one may be partly sent.
+        parts: VecDeque<Part>,
+        /// The last piece read (reused).
+        buf: Vec<u8>,
+    },
 }
 
 impl BodySource {
@@ -40,11 +56,17 @@ impl BodySource {
         Self::Events { inst, encoded: Vec::with_capacity(256) }
     }
 
+    /// Reads these parts of `file`.
+    pub(super) fn file(file: std::fs::File, parts: Vec<Part>) -> Self {
+        Self::File { file: Arc::new(file), parts: parts.into(), buf: Vec::new() }
+    }
+
     /// The next piece of the body, `None` at its end; a piece may be empty (nothing yet). Each
-    /// pull has `pull_timeout` of wall-clock time.
+    /// pull of a guest has `pull_timeout` of wall-clock time.
     async fn next(&mut self, pull_timeout: Duration) -> Result<Option<&[u8]>, Failure> {
         let deadline = Instant::now() + pull_timeout;
         match self {
+            Self::File { file, parts, buf } => next_file_piece(file, parts, buf).await,
             Self::Chunks { inst, chunk } => match inst.next_chunk(deadline).await? {
                 None => Ok(None),
                 Some(next) => {
@@ -72,6 +94,52 @@ impl BodySource {
     /// How long the stream may stay silent before a keep-alive comment is due, if it gets them.
     fn keepalive(&self, sse_keepalive: Duration) -> Option<Duration> {
         matches!(self, Self::Events { .. }).then_some(sse_keepalive)
+    }
+}
+
+/// Reads the next piece of a file body: the front part's made bytes, or up to
+/// [`STATIC_READ_CHUNK`] bytes of its range, read on a blocking thread (`pread`, so no seek
+/// position is shared). A file that got shorter ends the body early, which the sized encoder
+/// turns into an aborted connection, never a wrong body.
+async fn next_file_piece<'a>(
+    file: &Arc<std::fs::File>,
+    parts: &mut VecDeque<Part>,
+    buf: &'a mut Vec<u8>,
+) -> Result<Option<&'a [u8]>, Failure> {
+    loop {
+        match parts.front_mut() {
+            None => return Ok(None),
+            Some(Part::Bytes(bytes)) => {
+                *buf = std::mem::take(bytes);
+                parts.pop_front();
+                return Ok(Some(buf));
+            }
+            Some(Part::File(range)) if range.is_empty() => {
+                parts.pop_front();
+            }
+            Some(Part::File(range)) => {
+                let want = (range.end - range.start).min(STATIC_READ_CHUNK as u64) as usize;
+                let offset = range.start;
+                let mut chunk = std::mem::take(buf);
+                chunk.resize(want, 0);
+                let reader = file.clone();
+                let (chunk, read) = tokio::task::spawn_blocking(move || {
+                    use std::os::unix::fs::FileExt as _;
+                    let read = reader.read_at(&mut chunk, offset);
+                    (chunk, read)
+                })
+                .await
+                .map_err(|e| Failure::FileRead(std::io::Error::other(e)))?;
+                *buf = chunk;
+                let n = read.map_err(Failure::FileRead)?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                buf.truncate(n);
+                range.start += n as u64;
+                return Ok(Some(buf));
+            }
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use crate::routes::Lookup;
 use crate::runtime::{Body, Flow, GuestError, Header, Instance, Request, Response};
 
 /// The request body, as far as the exchange has dealt with it.
-struct RequestBody {
+pub(super) struct RequestBody {
     decoder: BodyDecoder,
     /// `Expect: 100-continue` was sent and `100 Continue` was not yet: the client may hold the
     /// body back until it gets one.
@@ -68,6 +68,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Lookup::MethodNotAllowed { allow } => {
                 (self.fail(&head, &mut body, Failure::MethodNotAllowed(allow.into()), None).await, None)
             }
+            // Static files fill the paths no route has (`files.rs`); a path with a route, even
+            // without a handler for the method, belongs to the route.
+            Lookup::NotFound | Lookup::BadPath if self.serves_static(&head) => {
+                (self.serve_static(&head, &mut body).await, Some("static"))
+            }
             Lookup::NotFound => (self.fail(&head, &mut body, Failure::NotFound, None).await, None),
             Lookup::BadPath => (self.fail(&head, &mut body, Failure::BadPath, None).await, None),
         };
@@ -100,7 +105,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// such failure becomes what is sent. HEAD gets no body; the connection closes when the
     /// failure demands it, the request asked for it, or the body cannot be skipped. In dev
     /// mode, build errors and traps come with a page that shows them.
-    async fn fail(
+    pub(super) async fn fail(
         &mut self,
         head: &RequestHead,
         body: &mut RequestBody,
@@ -308,7 +313,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// request: true if the handler took all of it, or none of it and the rest could be
     /// drained (at most [`DRAIN_LIMIT`] bytes, the client not waiting for `100 Continue`). A
     /// handler that answered in the middle of the body closes the connection.
-    async fn settle_body(&mut self, body: &mut RequestBody) -> bool {
+    pub(super) async fn settle_body(&mut self, body: &mut RequestBody) -> bool {
         if let Some(settled) = body.settled {
             return settled;
         }
@@ -525,7 +530,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         Ok(())
     }
 
-    fn pump_times(&self) -> PumpTimes {
+    pub(super) fn pump_times(&self) -> PumpTimes {
         PumpTimes {
             pull_timeout: self.app.runtime.limits().pull_timeout,
             sse_keepalive: self.app.config.timeouts.sse_keepalive,

@@ -55,6 +55,15 @@ pub(super) enum Failure {
     /// A sized body ended short or ran long.
     #[error(transparent)]
     BodyLength(#[from] BodyError),
+    /// A static file's `If-Match` / `If-Unmodified-Since` failed.
+    #[error("precondition failed")]
+    PreconditionFailed,
+    /// No range of a static file's `Range` is satisfiable; the file's length.
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable(u64),
+    /// Reading a static file failed while its body was being sent.
+    #[error("reading the file failed: {0}")]
+    FileRead(std::io::Error),
 }
 
 /// A plain-text answer the host sends for a failure before any response head went out.
@@ -117,6 +126,12 @@ impl Failure {
             | Failure::InvalidResponse(_)
             | Failure::InvalidEvent(_)
             | Failure::BodyLength(_) => plain(500, "internal server error", false),
+            Failure::PreconditionFailed => plain(412, "precondition failed", false),
+            Failure::RangeNotSatisfiable(len) => Answer {
+                extra: Some(("content-range", format!("bytes */{len}").into())),
+                ..plain(416, "range not satisfiable", false)
+            },
+            Failure::FileRead(_) => plain(500, "internal server error", false),
             Failure::ClientGone | Failure::HandlerClosed => return None,
         })
     }
@@ -164,6 +179,7 @@ impl Failure {
             | Failure::InvalidResponse(_)
             | Failure::InvalidEvent(_)
             | Failure::BodyLength(_)
+            | Failure::FileRead(_)
                 if head_sent =>
             {
                 warn!(route = %route, "response body aborted: {self}")
@@ -174,6 +190,7 @@ impl Failure {
             | Failure::BodyLength(_) => {
                 warn!(route = %route, "handler failed: {self}")
             }
+            Failure::FileRead(_) => warn!(route = %route, "{self}"),
             Failure::Malformed(_) | Failure::HeadTimeout | Failure::BodyTimeout if head_sent => {
                 info!(route = %route, "request body failed during a duplex exchange: {self}")
             }
@@ -223,6 +240,9 @@ mod tests {
         assert_eq!(status(Failure::Guest(GuestError::Trap("x".into()))), Some(500));
         assert_eq!(status(Failure::InvalidResponse(ResponseError::InvalidStatus(42))), Some(500));
         assert_eq!(status(Failure::Unavailable("broken".into())), Some(503));
+        assert_eq!(status(Failure::PreconditionFailed), Some(412));
+        assert_eq!(status(Failure::RangeNotSatisfiable(10)), Some(416));
+        assert_eq!(status(Failure::FileRead(std::io::ErrorKind::Other.into())), Some(500));
         assert_eq!(status(Failure::ClientGone), None);
         assert_eq!(status(Failure::HandlerClosed), None);
     }
@@ -268,5 +288,7 @@ mod tests {
         assert_eq!(a.extra, Some(("allow", "GET, HEAD".into())));
         let a = Failure::Guest(GuestError::Busy).answer().unwrap();
         assert_eq!(a.extra, Some(("retry-after", "1".into())));
+        let a = Failure::RangeNotSatisfiable(1234).answer().unwrap();
+        assert_eq!(a.extra, Some(("content-range", "bytes */1234".into())));
     }
 }

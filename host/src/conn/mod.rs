@@ -1,7 +1,8 @@
 //! One connection: the keep-alive loop ([`serve`]) reads each request head and hands it to one
 //! exchange (`exchange.rs`: route, run the handler's hooks, write the response). Every failure,
 //! from a malformed head to a trapping guest, becomes what is sent in one place
-//! (`failure.rs`, applied by `Conn::fail`); streamed bodies are pumped by `body.rs`; the byte
+//! (`failure.rs`, applied by `Conn::fail`); streamed bodies are pumped by `body.rs`; GET and
+//! HEAD for paths no route has go to the static files (`files.rs`, with `--static`); the byte
 //! stream and its buffers are `io.rs`. Generic over the stream: TCP, TLS, or an in-memory pipe
 //! in tests. Read this module to learn what happens to a request.
 //!
@@ -18,6 +19,7 @@
 mod body;
 mod exchange;
 mod failure;
+mod files;
 mod io;
 
 use std::net::SocketAddr;

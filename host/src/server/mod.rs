@@ -1,6 +1,9 @@
 //! Listening, the accept loop, the connection budget and graceful shutdown. Each accepted
-//! stream goes to `conn::serve`, which never learns what kind of stream it is; a TLS listener
-//! joins here as a second way to turn an accepted socket into a stream.
+//! stream goes to `conn::serve`, which never learns what kind of stream it is: a TCP stream, or
+//! with `--tls-cert` a TLS stream from `tls.rs` (the handshake runs in the connection's task,
+//! so a slow one never holds up the accept loop).
+
+pub mod tls;
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,11 +14,13 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
+use self::tls::Tls;
 use crate::app::App;
 use crate::config::Config;
 use crate::runtime::Runtime;
+use crate::site::static_files::StaticDir;
 use crate::site::{self, RouteWatcher};
 
 /// A server whose listener is bound and whose routes are loaded, ready to run.
@@ -23,6 +28,7 @@ pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
     watcher: Option<RouteWatcher>,
+    tls: Option<(Arc<Tls>, tls::CertWatcher)>,
 }
 
 impl Server {
@@ -30,6 +36,18 @@ impl Server {
     /// runtime.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
+        // The cheap checks first: a wrong path should not wait for every handler to compile.
+        let tls = config.tls.as_ref().map(Tls::load).transpose()?.map(|tls| {
+            // Watch before announcing readiness, so no certificate change is missed.
+            let watcher = tls.watcher();
+            (Arc::new(tls), watcher)
+        });
+        let static_dir = config
+            .static_files
+            .as_ref()
+            .map(|s| StaticDir::open(&s.dir, s.dotfiles))
+            .transpose()?
+            .map(Arc::new);
         let mut runtime =
             Runtime::new(&config.runtime, &config.cache).context("cannot create the wasm engine")?;
         // One set of services (key-value, topics) for every handler of this host.
@@ -65,13 +83,18 @@ impl Server {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let app = Arc::new(App::new(config, runtime, routes, error_pages));
-        Ok(Self { listener, app, watcher })
+        let app = Arc::new(App { static_dir, ..App::new(config, runtime, routes, error_pages) });
+        Ok(Self { listener, app, watcher, tls })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// `https` with `--tls-cert`, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     /// The shared state (for embedding and tests).
@@ -82,7 +105,7 @@ impl Server {
     /// Serves until `shutdown` resolves, then stops accepting and gives in-flight requests the
     /// configured grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Server { listener, app, watcher } = self;
+        let Server { listener, app, watcher, tls } = self;
         let config = &app.config;
         info!(
             workers = config.workers,
@@ -90,9 +113,18 @@ impl Server {
             max_instances = config.runtime.max_instances,
             max_body = ?config.http.max_body,
             watch = watcher.is_some(),
+            tls = tls.is_some(),
+            static_dir = ?app.static_dir.as_ref().map(|s| s.dir().to_path_buf()),
             "serving"
         );
         let reloader = tokio::spawn(site::watch(app.clone(), watcher));
+        let (tls, cert_reloader) = match tls {
+            Some((tls, watcher)) => {
+                let reloader = tokio::spawn(tls.clone().watch(watcher, app.shutdown.clone()));
+                (Some(tls), Some(reloader))
+            }
+            None => (None, None),
+        };
         let connections = Arc::new(Semaphore::new(config.max_connections));
         let tracker = TaskTracker::new();
         tokio::pin!(shutdown);
@@ -112,8 +144,15 @@ impl Server {
                     // SSE and small responses must not wait for Nagle.
                     let _ = stream.set_nodelay(true);
                     let app = app.clone();
+                    let tls = tls.clone();
                     tracker.spawn(async move {
-                        crate::conn::serve(stream, peer, app).await;
+                        match tls {
+                            None => crate::conn::serve(stream, peer, app).await,
+                            Some(tls) => match tls.handshake(stream).await {
+                                Ok(stream) => crate::conn::serve(stream, peer, app).await,
+                                Err(e) => debug!(peer = %peer, "{e}"),
+                            },
+                        }
                         drop(permit);
                     });
                 }
@@ -129,6 +168,9 @@ impl Server {
         drop(listener);
         app.shutdown.cancel();
         reloader.abort();
+        if let Some(r) = cert_reloader {
+            r.abort();
+        }
         tracker.close();
         let grace = config.timeouts.shutdown_grace;
         info!(in_flight = tracker.len(), grace = ?grace, "shutting down");

@@ -11,6 +11,7 @@
 pub mod listing;
 mod reload;
 mod scan;
+pub mod static_files;
 mod watch;
 
 use std::collections::HashMap;
