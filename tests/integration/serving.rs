@@ -578,3 +578,33 @@ fn bad_or_missing_certificate_files_stop_the_start_naming_the_file() {
         assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
     }
 }
+
+#[test]
+fn sighup_reloads_a_certificate_change_the_watcher_cannot_see() {
+    // The served files are symlinks into a folder the watcher does not watch (it watches the
+    // links' folder), so only SIGHUP can pick the new pair up.
+    let real = tempfile::tempdir().unwrap();
+    let first = write_cert(real.path());
+    let certs = tempfile::tempdir().unwrap();
+    for name in ["cert.pem", "key.pem"] {
+        std::os::unix::fs::symlink(real.path().join(name), certs.path().join(name)).unwrap();
+    }
+    let routes = Tree::new(&[("hello/GET.wasm", a::EXAMPLE_HELLO_WORLD)]);
+    let s = tls_server(certs.path(), routes.path(), &[]);
+    let second = write_cert(real.path());
+    let both = tls_client(&[&first, &second]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !s.log().contains("TLS certificate reloaded"),
+        "the watcher saw it; this test proves nothing:\n{}",
+        s.log()
+    );
+    assert_eq!(presented(&tls_connect(&s, &both)), first);
+    let hup = std::process::Command::new("kill").args(["-HUP", &s.pid().to_string()]).status().unwrap();
+    assert!(hup.success());
+    assert!(
+        eventually(Duration::from_secs(20), || presented(&tls_connect(&s, &both)) == second),
+        "SIGHUP did not reload the pair; log:\n{}",
+        s.log()
+    );
+}
