@@ -608,3 +608,20 @@ fn sighup_reloads_a_certificate_change_the_watcher_cannot_see() {
         s.log()
     );
 }
+
+#[test]
+fn hot_reload_swaps_handlers_behind_tls_too() {
+    let certs = tempfile::tempdir().unwrap();
+    let der = write_cert(certs.path());
+    let routes = Tree::new(&[("v/GET.wasm", a::VERSION)]);
+    let s = tls_server(certs.path(), routes.path(), &[]);
+    let client = tls_client(&[&der]);
+    let version = || {
+        let mut c = tls_connect(&s, &client);
+        c.write_all(b"GET /v HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        read_response(&mut BufReader::new(&mut c), false).map(|r| r.text()).unwrap_or_default()
+    };
+    assert_eq!(version(), "v1");
+    routes.put("v/GET.wasm", a::VERSION2);
+    assert!(eventually(Duration::from_secs(20), || version() == "v2"), "{}", s.log());
+}
