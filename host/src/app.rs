@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::routes::{MethodKey, RouteTable};
 use crate::runtime::{ContentHash, Handler, Runtime};
-use crate::site::static_files::StaticDir;
+use crate::static_files::StaticDir;
 
 /// A handler file as served, with the label its log lines carry (e.g. `GET /users/{id}`).
 pub struct LoadedHandler {

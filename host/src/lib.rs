@@ -19,3 +19,4 @@ pub mod scaffold;
 pub mod server;
 pub mod services;
 pub mod site;
+pub mod static_files;

@@ -111,7 +111,7 @@ fn new_handler(args: &wasm_host::cli::NewArgs) -> anyhow::Result<()> {
 
 fn list_routes(dir: &std::path::Path, static_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
     if let Some(s) = static_dir {
-        wasm_host::site::static_files::StaticDir::open(s, false)?;
+        wasm_host::static_files::StaticDir::open(s, false)?;
     }
     let runtime = Runtime::new(&Default::default(), &CompileCache::Default)?;
     let build = wasm_host::site::load(&runtime, dir, false)

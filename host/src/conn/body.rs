@@ -14,7 +14,7 @@ use super::io::Io;
 use crate::config::STATIC_READ_CHUNK;
 use crate::http::{BodyEncoder, SSE_KEEPALIVE, SseEvent, encode_event};
 use crate::runtime::Instance;
-use crate::site::static_files::Part;
+use crate::static_files::Part;
 
 /// Where the pieces of a streamed response body come from.
 pub(super) enum BodySource {

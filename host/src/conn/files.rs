@@ -14,7 +14,7 @@ use super::exchange::RequestBody;
 use super::failure::{Answer, Failure};
 use super::{Conn, Next, Outcome};
 use crate::http::{BodyEncoder, BodyKind, RequestHead, encode_head, plan_response};
-use crate::site::static_files::{Conditions, PlanError, Resolution, accepted_encodings, plan};
+use crate::static_files::{Conditions, PlanError, Resolution, accepted_encodings, plan};
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Whether this request is one for the static files: GET or HEAD, with `--static`.

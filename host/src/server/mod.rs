@@ -20,8 +20,8 @@ use self::tls::Tls;
 use crate::app::App;
 use crate::config::Config;
 use crate::runtime::Runtime;
-use crate::site::static_files::StaticDir;
 use crate::site::{self, RouteWatcher};
+use crate::static_files::StaticDir;
 
 /// A server whose listener is bound and whose routes are loaded, ready to run.
 pub struct Server {

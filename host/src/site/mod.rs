@@ -11,7 +11,6 @@
 pub mod listing;
 mod reload;
 mod scan;
-pub mod static_files;
 mod watch;
 
 use std::collections::HashMap;
