@@ -43,7 +43,12 @@ fn main() -> ExitCode {
 }
 
 fn run(args: wasm_host::cli::RunArgs) -> anyhow::Result<()> {
-    let config = args.into_config()?;
+    serve(args.into_config()?, |_| {})
+}
+
+/// Binds a server for `config` and serves until SIGINT/SIGTERM; `ready` runs inside the async
+/// runtime just before the readiness line is printed.
+fn serve(config: wasm_host::config::Config, ready: impl FnOnce(&Server)) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.workers)
         .enable_all()
@@ -53,6 +58,7 @@ fn run(args: wasm_host::cli::RunArgs) -> anyhow::Result<()> {
         let shutdown = shutdown_signal();
         let server = Server::bind(config).await?;
         let addr = server.local_addr()?;
+        ready(&server);
         #[allow(clippy::print_stdout, reason = "the readiness line is part of the CLI's output")]
         {
             println!("listening on {}://{addr}", server.scheme());
@@ -77,25 +83,12 @@ fn dev(args: wasm_host::cli::DevArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.cache_dir {
         config.cache = CompileCache::Dir(dir);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.workers)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let shutdown = shutdown_signal();
-        let server = Server::bind(config).await?;
+    serve(config, |server| {
         let app = server.app().clone();
         if let Some(failures) = &app.build_failures {
             failures.table.store(std::sync::Arc::new(broken));
         }
-        let addr = server.local_addr()?;
         tokio::spawn(watch_sources(app, project.root.clone(), watcher, builder));
-        #[allow(clippy::print_stdout, reason = "the readiness line is part of the CLI's output")]
-        {
-            println!("listening on http://{addr}");
-        }
-        server.run(shutdown).await
     })
 }
 

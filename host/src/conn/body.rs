@@ -178,9 +178,7 @@ pub(super) async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
             tokio::select! {
                 piece = &mut pull => break piece?,
                 () = tokio::time::sleep(keepalive.unwrap_or_default()), if keepalive.is_some() => {
-                    let framed = encoder.frame(SSE_KEEPALIVE)?;
-                    io.write_parts(framed.parts()).await.map_err(|_| Failure::ClientGone)?;
-                    *wire += framed.wire_len() as u64;
+                    write_piece(io, encoder, SSE_KEEPALIVE, wire).await?;
                 }
                 closed = io.client_closed(), if watching => {
                     if closed {
@@ -191,14 +189,34 @@ pub(super) async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         };
-        let Some(data) = piece else {
-            let end = encoder.finish()?;
-            io.write_parts([end]).await.map_err(|_| Failure::ClientGone)?;
-            *wire += end.len() as u64;
-            return Ok(());
-        };
-        let framed = encoder.frame(data)?;
-        io.write_parts(framed.parts()).await.map_err(|_| Failure::ClientGone)?;
-        *wire += framed.wire_len() as u64;
+        match piece {
+            Some(data) => write_piece(io, encoder, data, wire).await?,
+            None => return end_body(io, encoder, wire).await,
+        }
     }
+}
+
+/// Frames one piece of a streamed body and writes it; adds the bytes on the wire to `wire`.
+pub(super) async fn write_piece<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut Io<S>,
+    encoder: &mut BodyEncoder,
+    data: &[u8],
+    wire: &mut u64,
+) -> Result<(), Failure> {
+    let framed = encoder.frame(data)?;
+    io.write_parts(framed.parts()).await.map_err(|_| Failure::ClientGone)?;
+    *wire += framed.wire_len() as u64;
+    Ok(())
+}
+
+/// Ends a streamed body (the last chunk, or the length check); adds its bytes to `wire`.
+pub(super) async fn end_body<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut Io<S>,
+    encoder: &mut BodyEncoder,
+    wire: &mut u64,
+) -> Result<(), Failure> {
+    let end = encoder.finish()?;
+    io.write_parts([end]).await.map_err(|_| Failure::ClientGone)?;
+    *wire += end.len() as u64;
+    Ok(())
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::Buf as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::body::{BodySource, PumpTimes, pump};
+use super::body::{BodySource, PumpTimes, end_body, pump, write_piece};
 use super::failure::Failure;
 use super::{Conn, Next, Outcome};
 use crate::app::LoadedHandler;
@@ -481,7 +481,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         duplex_stream(inst, &self.io.buf[at..end], pull_timeout).await?;
                         at = end;
                         if !self.pump_until_idle(inst, encoder, wire).await? {
-                            return self.end_body(encoder, wire).await;
+                            return end_body(&mut self.io, encoder, wire).await;
                         }
                     }
                     self.io.buf.advance(consumed);
@@ -494,7 +494,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     self.io.buf.advance(consumed);
                     duplex_stream(inst, &[], pull_timeout).await?;
                     while self.pump_until_idle(inst, encoder, wire).await? {}
-                    return self.end_body(encoder, wire).await;
+                    return end_body(&mut self.io, encoder, wire).await;
                 }
             }
         }
@@ -513,21 +513,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             match inst.next_chunk(deadline).await? {
                 None => return Ok(false),
                 Some(chunk) if chunk.is_empty() => return Ok(true),
-                Some(chunk) => {
-                    let framed = encoder.frame(&chunk)?;
-                    self.io.write_parts(framed.parts()).await.map_err(|_| Failure::ClientGone)?;
-                    *wire += framed.wire_len() as u64;
-                }
+                Some(chunk) => write_piece(&mut self.io, encoder, &chunk, wire).await?,
             }
         }
-    }
-
-    /// Ends a streamed body (the last chunk, or the length check).
-    async fn end_body(&mut self, encoder: &mut BodyEncoder, wire: &mut u64) -> Result<(), Failure> {
-        let end = encoder.finish()?;
-        self.io.write_parts([end]).await.map_err(|_| Failure::ClientGone)?;
-        *wire += end.len() as u64;
-        Ok(())
     }
 
     pub(super) fn pump_times(&self) -> PumpTimes {
