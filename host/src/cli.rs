@@ -46,9 +46,12 @@ pub enum Command {
     /// letting requests in flight finish within the grace period. Sizes accept suffixes (`64KiB`,
     /// `16MiB`); durations accept units (`500ms`, `30s`, `5m`).
     Run(Box<RunArgs>),
-    /// Print the route table (route, method, file) and check that every handler loads.
+    /// Print the route table (route, method, world, file, error pages) and check that every
+    /// handler loads.
     ///
-    /// Exits with status 1 and lists every problem if any handler fails to load.
+    /// A handler that does not load is still listed, marked BROKEN with the reason beside it;
+    /// misnamed files and unroutable folders are listed after the table. Exits with status 1
+    /// if anything is broken.
     Routes {
         /// The routes directory.
         routes_dir: PathBuf,
