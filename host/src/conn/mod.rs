@@ -91,7 +91,11 @@ where
             }
         };
         first = false;
-        if conn.exchange(head).await == Next::Close || conn.app.shutdown.is_cancelled() {
+        // At shutdown, a request already received (pipelined) is still answered, with
+        // `connection: close`; an idle connection closes.
+        if conn.exchange(head).await == Next::Close
+            || (conn.app.shutdown.is_cancelled() && conn.io.buf.is_empty())
+        {
             break;
         }
     }
