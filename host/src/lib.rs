@@ -13,6 +13,7 @@ pub mod config;
 pub mod conn;
 pub mod dev;
 pub mod http;
+pub mod log;
 pub mod routes;
 pub mod runtime;
 pub mod scaffold;

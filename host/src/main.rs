@@ -1,11 +1,9 @@
 //! The `wasm-host` command: parses arguments, sets up logging and runs the library.
 
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use tracing_subscriber::EnvFilter;
 use wasm_host::cli::{Cli, Command};
 use wasm_host::config::CompileCache;
 use wasm_host::runtime::Runtime;
@@ -13,19 +11,7 @@ use wasm_host::server::{Server, shutdown_signal};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Log lines are written by a background thread so request tasks never block on stderr;
-    // not lossy: when the writer falls behind, loggers wait rather than drop access lines.
-    // The thread writes what has queued up in one go (it flushes when the queue is empty): one
-    // write per line cost a fifth of the server's CPU at 45k req/s.
-    let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("wasm-host-log")
-        .finish(std::io::BufWriter::with_capacity(64 << 10, std::io::stderr()));
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(writer)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let _flush_on_exit = wasm_host::log::init();
     let result = match cli.command {
         Command::Run(args) => run(*args),
         Command::Routes { routes_dir, static_dir } => list_routes(&routes_dir, static_dir.as_deref()),

@@ -58,18 +58,6 @@ impl Outcome {
     }
 }
 
-/// A status for the access log: `-` when none was sent.
-struct StatusField(Option<u16>);
-
-impl std::fmt::Display for StatusField {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(status) => write!(f, "{status}"),
-            None => f.write_str("-"),
-        }
-    }
-}
-
 /// Serves one accepted connection until it closes.
 pub async fn serve<S>(stream: S, peer: SocketAddr, app: Arc<App>)
 where
@@ -84,7 +72,7 @@ where
             Err(failure) => {
                 let outcome = conn.fail_head(&failure).await;
                 info!(
-                    target: "access", peer = %peer, status = %StatusField(outcome.status),
+                    target: "access", peer = %peer, status = %crate::log::Status(outcome.status),
                     bytes = outcome.bytes, "rejected request: {failure}"
                 );
                 break;
@@ -200,12 +188,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Logs one request's access line.
     fn log_access(&self, head: &RequestHead, outcome: &Outcome, route: Option<&str>, start: Instant) {
-        info!(
-            target: "access",
-            method = %head.method, path = %head.path, status = %StatusField(outcome.status),
-            bytes = outcome.bytes, micros = start.elapsed().as_micros() as u64,
-            route = %route.unwrap_or("-"), peer = %self.peer, live = self.app.runtime.live_instances(),
-        );
+        crate::log::access(&crate::log::Access {
+            method: &head.method,
+            path: &head.path,
+            status: outcome.status,
+            bytes: outcome.bytes,
+            micros: start.elapsed().as_micros() as u64,
+            route: route.unwrap_or("-"),
+            peer: self.peer,
+            live: self.app.runtime.live_instances(),
+        });
     }
 }
 
