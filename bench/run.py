@@ -419,8 +419,9 @@ def start_wasmtime(args, tmp):
     if component is None:
         return None
     version = subprocess.run([wasmtime, "--version"], capture_output=True, text=True).stdout.strip()
-    port = free_port()
-    server = Server("wasmtime serve", [wasmtime, "serve", "--addr", f"127.0.0.1:{port}", component],
+    # `-S cli`: Rust's std imports wasi:cli (environment, exit, ...), which serve leaves out by
+    # default; port 0 works, the readiness line names the bound address.
+    server = Server("wasmtime serve", [wasmtime, "serve", "-S", "cli", "--addr", "127.0.0.1:0", component],
                     log=os.path.join(tmp, "wasmtime.log"), ready=r"Serving HTTP on http://(\S+)",
                     ready_on="stderr")
     if server.addr is None:
@@ -442,12 +443,6 @@ def build_wasi_hello(args):
         print(f"  --vs-wasmtime: building bench/wasi-hello failed:\n{built.stderr[-3000:]}")
         return None
     return os.path.join(target_dir, "wasm32-wasip2", "release", "wasi_hello.wasm")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------------------------
