@@ -939,8 +939,8 @@ def parse_args():
                         help=f"comma-separated sections to run, of {','.join(SECTIONS)} (default: all)")
     parser.add_argument("--secs", type=int, default=5, help="seconds of each wrk run (default: 5)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of each comparison (default: 2)")
-    parser.add_argument("--hang-secs", type=float, default=10,
-                        help="how long each request of the hang sections sleeps (default: 10)")
+    parser.add_argument("--hang-secs", type=float, default=20,
+                        help="how long each request of the hang sections sleeps; longer than connecting them all (default: 20)")
     parser.add_argument("--vs-wasmtime", action="store_true",
                         help="also run `wasmtime serve` with bench/wasi-hello in the hello section")
     args = parser.parse_args()
