@@ -35,8 +35,9 @@ lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
-.PHONY: bench bench-stream bench-reload bench-static bench-state test-guests
+.PHONY: bench bench-native bench-reload bench-static bench-state test-guests
 GUESTS := $(TARGET_DIR)/guests/wasm32-wasip2/release
+NATIVE_BIN := $(TARGET_DIR)/bench/release/bench-native
 
 test-guests: wasm-target
 	CARGO_TARGET_DIR=$(TARGET_DIR)/guests $(CARGO) build --release --target wasm32-wasip2 --manifest-path tests/guests/Cargo.toml
@@ -45,13 +46,18 @@ bench-reload: host test-guests
 	@command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
 	python3 bench/reload.py $(HOST_BIN) $(GUESTS)/version.wasm $(GUESTS)/version2.wasm
 
-# Benchmarks print figures; they assert nothing about speed.
-bench-stream: build
-	python3 bench/stream.py $(HOST_BIN) examples/routes
+# The native baseline of `make bench` (bench/native, a standalone cargo project).
+bench-native:
+	CARGO_TARGET_DIR=$(TARGET_DIR)/bench $(CARGO) build --release --manifest-path bench/native/Cargo.toml
 
-bench: build
-	@command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
-	sh bench/hello.sh $(HOST_BIN) examples/routes
+# Benchmarks print figures; they assert nothing about speed.
+# bench: the host next to bench/native (hello world, 1 GiB streams, idle RSS, start-up, 10,000
+# suspended requests, 16,000 instances), each target of the performance issue beside its figure.
+# Options go in ARGS, e.g. make bench ARGS="--only streams --rounds 3" or ARGS=--vs-wasmtime;
+# python3 bench/run.py --help lists them.
+bench: build test-guests bench-native
+	python3 bench/run.py --host $(HOST_BIN) --native $(NATIVE_BIN) --guests $(GUESTS) \
+		--examples examples/routes --target-dir $(TARGET_DIR) $(ARGS)
 
 bench-static: build
 	@command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }

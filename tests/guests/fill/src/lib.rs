@@ -1,0 +1,25 @@
+//! `GET /fill/{bytes}`: a sized (`Content-Length`) stream of that many `x` bytes, for `make
+//! bench`. One 64 KiB chunk is filled once per request and handed out again and again, so a
+//! pull costs one copy of it (the SDK hands the host an owned `Vec`), never a loop over bytes:
+//! what is measured is the host's streaming, not the guest's work. With `?chunked` the same
+//! bytes come as a chunked stream. A non-numeric size is a 400.
+
+use wasm_host_sdk::prelude::*;
+
+/// The size of each chunk but the last.
+const CHUNK: usize = 64 * 1024;
+
+fn fill(req: Request) -> Result<Response, HttpError> {
+    let length: u64 = req.param("bytes").unwrap_or_default().parse()?;
+    let chunk = vec![b'x'; CHUNK];
+    let whole = usize::try_from(length / CHUNK as u64).or_status(400)?;
+    let rest = (length % CHUNK as u64) as usize;
+    let last = (rest > 0).then(|| chunk[..rest].to_vec());
+    let chunks = std::iter::repeat_n(chunk, whole).chain(last);
+    if req.query("chunked").is_some() {
+        return Ok(Response::chunked(chunks));
+    }
+    Ok(Response::sized(length, chunks))
+}
+
+export!(fill);
