@@ -200,8 +200,22 @@ impl Runtime {
     /// Creates the engine (pool sized from `limits.max_instances`, compiled code cached as
     /// `cache` says), the instance budget, and starts the epoch thread. The host services
     /// instances are granted are set with `set_services`.
+    ///
+    /// # Errors
+    ///
+    /// A [`pool::PoolError`] when the machine cannot hold `limits` (too many mappings for
+    /// `vm.max_map_count`, or memory slots that do not fit the address space), saying which
+    /// option to change; wasmtime's error if the engine cannot be created.
     pub fn new(limits: &RuntimeLimits, cache: &CompileCache) -> anyhow::Result<Self> {
-        let plan = pool::plan(limits, &pool::Machine::probe())?;
+        Self::with_plan(limits, cache, &pool::plan(limits, &pool::Machine::probe())?)
+    }
+
+    /// [`Runtime::new`] with the pool sized by `plan` instead of by the machine.
+    pub(crate) fn with_plan(
+        limits: &RuntimeLimits,
+        cache: &CompileCache,
+        plan: &pool::PoolPlan,
+    ) -> anyhow::Result<Self> {
         let mut pool = PoolingAllocationConfig::default();
         pool.linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
             .table_keep_resident(TABLE_KEEP_RESIDENT)

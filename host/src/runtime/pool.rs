@@ -544,6 +544,33 @@ mod tests {
         assert!(m.largest_gap > 1 << 40, "{m:?}");
     }
 
+    /// A pool with fewer memory slots than permits (as a component with two memories per
+    /// instance would see): the instance that finds the pool empty fails as
+    /// `GuestError::Instantiate`, which `conn/failure.rs` answers 503 with Retry-After, not as
+    /// a trap (500).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn an_exhausted_pool_fails_instantiation_not_the_call() {
+        use crate::config::CompileCache;
+        use crate::runtime::{GuestError, Runtime};
+        let limits = limits(2, 64 << 20);
+        let mut p = plan(&limits, &Machine::probe()).unwrap();
+        p.memories = 1; // the load probe has returned its slot; one request takes it
+        let cache = CompileCache::Dir(std::env::temp_dir().join("wasm-host-unit-test-cache"));
+        let runtime = Runtime::with_plan(&limits, &cache, &p).unwrap();
+        let path = std::path::Path::new(test_artifacts::EXAMPLE_HELLO_WORLD);
+        let (handler, _) = runtime.load(path, &std::fs::read(path).unwrap()).unwrap();
+        let route: std::sync::Arc<str> = "GET /hello-world".into();
+        let first = runtime.instantiate(&handler, &route).await.ok().expect("one memory slot is free");
+        match runtime.instantiate(&handler, &route).await {
+            Err(GuestError::Instantiate(reason)) => assert!(reason.contains("memor"), "{reason}"),
+            Err(e) => panic!("expected an instantiation failure, got {e}"),
+            Ok(_) => panic!("the pool has no memory slot left"),
+        }
+        drop(first);
+        // The slot is back: the next request is served.
+        assert!(runtime.instantiate(&handler, &route).await.is_ok());
+    }
+
     #[test]
     fn byte_counts_read_well() {
         assert_eq!(Bytes(4 << 30).to_string(), "4 GiB");
