@@ -8,6 +8,7 @@
 //! out; `conn/` does the joining.
 
 mod bindings;
+pub mod pool;
 mod services;
 mod state;
 
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::info;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 
@@ -198,20 +200,39 @@ impl Runtime {
     /// Creates the engine (pool sized from `limits.max_instances`, compiled code cached as
     /// `cache` says), the instance budget, and starts the epoch thread. The host services
     /// instances are granted are set with `set_services`.
+    ///
+    /// # Errors
+    ///
+    /// A [`pool::PoolError`] when the machine cannot hold `limits` (too many mappings for
+    /// `vm.max_map_count`, or memory slots that do not fit the address space), saying which
+    /// option to change; wasmtime's error if the engine cannot be created.
     pub fn new(limits: &RuntimeLimits, cache: &CompileCache) -> anyhow::Result<Self> {
-        let n = limits.max_instances;
+        Self::with_plan(limits, cache, &pool::plan(limits, &pool::Machine::probe())?)
+    }
+
+    /// [`Runtime::new`] with the pool sized by `plan` instead of by the machine.
+    pub(crate) fn with_plan(
+        limits: &RuntimeLimits,
+        cache: &CompileCache,
+        plan: &pool::PoolPlan,
+    ) -> anyhow::Result<Self> {
         let mut pool = PoolingAllocationConfig::default();
-        // A wit-bindgen Rust component is 3 core instances, 2 tables and 1 memory; leave slack
-        // for components built by other toolchains.
-        pool.total_component_instances(n)
-            .total_core_instances(n.saturating_mul(4))
-            .total_memories(n.saturating_mul(2))
-            .total_tables(n.saturating_mul(3))
-            .total_stacks(n)
-            .max_memory_size(usize::try_from(limits.max_memory).unwrap_or(usize::MAX))
-            .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+        pool.linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
             .table_keep_resident(TABLE_KEEP_RESIDENT)
             .pagemap_scan(wasmtime::Enabled::Auto);
+        let mut config = wasmtime::Config::new();
+        plan.apply(&mut pool, &mut config);
+        info!(
+            max_instances = limits.max_instances,
+            memory_slots = plan.memories,
+            reservation = %if plan.full_reservation() {
+                format!("{} GiB (no bounds checks)", plan.reservation >> 30)
+            } else {
+                format!("{} MiB = --max-memory (4 GiB slots do not fit the address space; bounds-checked)", plan.reservation >> 20)
+            },
+            mappings = plan.mappings,
+            "instance pool"
+        );
 
         // wasmtime's cache keys entries by the SHA-256 of the module and every engine setting
         // that affects code; an entry that does not decompress or deserialize is recompiled.
@@ -224,7 +245,6 @@ impl Runtime {
                 Some(wasmtime::Cache::new(c)?)
             }
         };
-        let mut config = wasmtime::Config::new();
         config
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)
@@ -258,7 +278,7 @@ impl Runtime {
             cache,
             linker,
             limits: limits.clone(),
-            permits: Arc::new(Semaphore::new(n as usize)),
+            permits: Arc::new(Semaphore::new(limits.max_instances as usize)),
             stop_epoch,
             services: None,
         })
