@@ -61,18 +61,36 @@ pub fn proceed(_request: &Request) -> Flow {
     Flow::Proceed
 }
 
-/// Runs the `before` hook and keeps the request for the following hooks.
-pub fn before<F, R>(head: bindings::Request, hook: F) -> bindings::Flow
+/// Runs the `before` hook and keeps the request for the following hooks. A request without a
+/// body that the hook lets proceed is answered at once by `after`: no `stream` call can come,
+/// and answering from `before` saves the host a call into the guest (the host treats a
+/// response from `before` exactly like one from `after`).
+pub fn before<F, R, A, S>(head: bindings::Request, hook: F, after: A) -> bindings::Flow
 where
     F: FnOnce(&Request) -> R,
     R: IntoFlow,
+    A: FnOnce(Request) -> S,
+    S: IntoResponse,
 {
     let request = Request::from_head(head);
     let accepts_json = request.accepts_json();
-    STATE.with_borrow_mut(|state| state.accepts_json = accepts_json);
+    // A fresh start: with `--instance-reuse` this instance may have served a request before,
+    // and nothing of it may leak into this one (a stream it left unfinished, say).
+    let old = STATE.replace(State { request: None, stream: None, duplex: None, accepts_json });
+    drop(old);
     let flow = hook(&request).into_flow();
+    if matches!(flow, Flow::Proceed) && !has_body(&request) {
+        return bindings::Flow::Respond(lower_response(after(request).into_response()));
+    }
     STATE.with_borrow_mut(|state| state.request = Some(request));
     lower_flow(flow)
+}
+
+/// Whether a request head announces a body (RFC 9112 §6.3: a request has one only with
+/// `Transfer-Encoding` or a `Content-Length` other than 0).
+fn has_body(request: &Request) -> bool {
+    request.header_bytes("transfer-encoding").is_some()
+        || request.header_bytes("content-length").is_some_and(|length| length.iter().any(|&b| b != b'0'))
 }
 
 /// The default `stream` hook: appends the chunk to the request body.
@@ -229,6 +247,29 @@ mod tests {
         }
     }
 
+    /// An `after` hook that must not run (the request has a body still to come).
+    fn never(_: Request) -> &'static str {
+        panic!("`after` ran from `before` although the request has a body")
+    }
+
+    /// A request with a chunked body.
+    fn with_body(method: &str, path: &str) -> bindings::Request {
+        let mut head = head(method, path);
+        head.headers.push(WitHeader { name: "Transfer-Encoding".into(), value: b"chunked".to_vec() });
+        head
+    }
+
+    /// Runs the hooks on a bodiless request, which `before` answers with `after`'s response.
+    fn answer<S: IntoResponse>(
+        head: bindings::Request,
+        after: impl FnOnce(Request) -> S,
+    ) -> bindings::Response {
+        match before(head, proceed, after) {
+            bindings::Flow::Respond(response) => response,
+            _ => panic!("a bodiless request is answered from `before`"),
+        }
+    }
+
     fn full_body(response: &bindings::Response) -> &[u8] {
         match &response.body {
             WitBody::Full(bytes) => bytes,
@@ -238,7 +279,7 @@ mod tests {
 
     #[test]
     fn default_hooks_buffer_the_body_for_after() {
-        assert!(matches!(before(head("POST", "/x"), proceed), bindings::Flow::Proceed));
+        assert!(matches!(before(with_body("POST", "/x"), proceed, never), bindings::Flow::Proceed));
         assert!(matches!(buffer(b"hello ".to_vec()), bindings::Flow::Proceed));
         assert!(matches!(buffer(b"world".to_vec()), bindings::Flow::Proceed));
         let response = after(|req: Request| {
@@ -256,7 +297,7 @@ mod tests {
 
     #[test]
     fn custom_stream_hook_sees_chunks_and_does_not_buffer() {
-        before(head("POST", "/x"), proceed);
+        before(with_body("POST", "/x"), proceed, never);
         let count = |req: &mut Request, chunk: &[u8]| {
             req.body_mut().push(u8::try_from(chunk.len()).unwrap());
         };
@@ -268,18 +309,23 @@ mod tests {
 
     #[test]
     fn before_can_respond_or_close() {
-        let flow = before(head("GET", "/"), |_: &Request| -> Result<(), HttpError> {
-            Err(HttpError::unauthorized("no"))
-        });
+        let flow = before(
+            head("GET", "/"),
+            |_: &Request| -> Result<(), HttpError> { Err(HttpError::unauthorized("no")) },
+            never,
+        );
         let bindings::Flow::Respond(response) = flow else { panic!("expected respond") };
         assert_eq!(response.status, 401);
         assert_eq!(full_body(&response), b"no");
-        assert!(matches!(before(head("GET", "/"), |_: &Request| Flow::close()), bindings::Flow::Close));
+        assert!(matches!(
+            before(head("GET", "/"), |_: &Request| Flow::close(), never),
+            bindings::Flow::Close
+        ));
     }
 
     #[test]
     fn stream_hook_can_respond() {
-        before(head("POST", "/"), proceed);
+        before(with_body("POST", "/"), proceed, never);
         let flow = stream(vec![1, 2], |_: &mut Request, chunk: &[u8]| Some((422, chunk.len().to_string())));
         let bindings::Flow::Respond(response) = flow else { panic!("expected respond") };
         assert_eq!((response.status, full_body(&response)), (422, &b"2"[..]));
@@ -287,12 +333,11 @@ mod tests {
 
     #[test]
     fn chunked_response_is_pulled_until_none() {
-        before(head("GET", "/"), proceed);
-        let response = after(|_: Request| Response::sized(4, [b"ab".to_vec(), b"cd".to_vec()]));
+        let response =
+            answer(head("GET", "/"), |_: Request| Response::sized(4, [b"ab".to_vec(), b"cd".to_vec()]));
         assert!(matches!(response.body, WitBody::Sized(4)));
         assert!(next_event().is_none(), "an events pull on a chunk stream ends it");
-        before(head("GET", "/"), proceed);
-        after(|_: Request| Response::chunked(["ab", "cd"]));
+        answer(head("GET", "/"), |_: Request| Response::chunked(["ab", "cd"]));
         assert_eq!(next_chunk().as_deref(), Some(&b"ab"[..]));
         assert_eq!(next_chunk().as_deref(), Some(&b"cd"[..]));
         assert_eq!(next_chunk(), None);
@@ -300,9 +345,20 @@ mod tests {
     }
 
     #[test]
+    fn a_new_request_starts_from_nothing_the_last_one_left() {
+        // With instance reuse an instance can see a second `before` after a stream it never
+        // finished (a HEAD request, a client that left).
+        answer(head("GET", "/"), |_: Request| Response::chunked(["left", "over"]));
+        assert_eq!(next_chunk().as_deref(), Some(&b"left"[..]));
+        assert!(matches!(before(with_body("POST", "/"), proceed, never), bindings::Flow::Proceed));
+        assert_eq!(next_chunk(), None, "the last request's stream is gone");
+        let response = after(|req: Request| req.body().len().to_string());
+        assert_eq!(full_body(&response), b"0", "no body of an earlier request either");
+    }
+
+    #[test]
     fn events_are_lowered_with_all_fields() {
-        before(head("GET", "/"), proceed);
-        let response = after(|_: Request| {
+        let response = answer(head("GET", "/"), |_: Request| {
             Response::events([Event::data("a\nb").event("multi").id("7").retry(10), "end".into()])
         });
         assert!(matches!(response.body, WitBody::Events));
@@ -318,7 +374,8 @@ mod tests {
 
     #[test]
     fn duplex_sends_the_begin_body_then_queued_chunks_then_ends_after_the_input() {
-        let flow = before(head("POST", "/echo"), |_: &Request| Flow::begin(Response::text("hi\n")));
+        let flow =
+            before(with_body("POST", "/echo"), |_: &Request| Flow::begin(Response::text("hi\n")), never);
         let bindings::Flow::Begin(response) = flow else { panic!("expected begin") };
         assert!(matches!(response.body, WitBody::Chunked));
         let shout = |req: &mut Request, chunk: &[u8]| {
@@ -343,8 +400,11 @@ mod tests {
 
     #[test]
     fn duplex_sized_keeps_its_length_and_ends_without_input() {
-        let flow =
-            before(head("GET", "/"), |_: &Request| Flow::begin(Response::sized(2, [vec![], b"ok".to_vec()])));
+        let flow = before(
+            head("GET", "/"),
+            |_: &Request| Flow::begin(Response::sized(2, [vec![], b"ok".to_vec()])),
+            never,
+        );
         let bindings::Flow::Begin(response) = flow else { panic!("expected begin") };
         assert!(matches!(response.body, WitBody::Sized(2)));
         buffer(Vec::new());
@@ -356,20 +416,30 @@ mod tests {
     fn errors_are_json_for_requests_that_accept_json() {
         let mut json_head = head("GET", "/");
         json_head.headers.push(WitHeader { name: "Accept".into(), value: b"application/json".to_vec() });
-        let flow = before(json_head, |_: &Request| Err::<(), _>(HttpError::forbidden("no")));
+        let flow = before(json_head.clone(), |_: &Request| Err::<(), _>(HttpError::forbidden("no")), never);
         let bindings::Flow::Respond(response) = flow else { panic!("expected respond") };
         assert_eq!((response.status, full_body(&response)), (403, &br#"{"error":"no"}"#[..]));
 
-        let response = after(|_: Request| HttpError::not_found("gone"));
+        let response = answer(json_head, |_: Request| HttpError::not_found("gone"));
         assert_eq!(full_body(&response), br#"{"error":"gone"}"#);
         let content_types: Vec<_> =
             response.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-type")).collect();
         assert_eq!(content_types.len(), 1);
         assert_eq!(content_types[0].value, b"application/json");
 
-        before(head("GET", "/"), proceed);
-        let response = after(|_: Request| HttpError::not_found("gone"));
+        let response = answer(head("GET", "/"), |_: Request| HttpError::not_found("gone"));
         assert_eq!(full_body(&response), b"gone", "no Accept: text");
+    }
+
+    #[test]
+    fn a_request_without_a_body_is_answered_from_before() {
+        assert_eq!(full_body(&answer(head("GET", "/"), |_: Request| "now")), b"now");
+        let mut empty = head("POST", "/");
+        empty.headers.push(WitHeader { name: "Content-Length".into(), value: b"0".to_vec() });
+        assert_eq!(full_body(&answer(empty, |_: Request| "empty")), b"empty");
+        let mut sized = head("POST", "/");
+        sized.headers.push(WitHeader { name: "content-length".into(), value: b"10".to_vec() });
+        assert!(matches!(before(sized, proceed, never), bindings::Flow::Proceed), "a body is still to come");
     }
 
     #[test]

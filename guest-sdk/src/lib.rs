@@ -376,7 +376,7 @@ macro_rules! __export_hooks {
 
             impl $crate::bindings::Guest for __WasmHostHandler {
                 fn before(request: $crate::bindings::Request) -> $crate::bindings::Flow {
-                    $crate::__private::before(request, $crate::__export_hooks!(@before $($before)?))
+                    $crate::__private::before(request, $crate::__export_hooks!(@before $($before)?), $after)
                 }
 
                 fn stream(chunk: ::std::vec::Vec<u8>) -> $crate::bindings::Flow {
