@@ -136,7 +136,8 @@ pub struct RunArgs {
     #[arg(long, default_value = config::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
-    /// Worker threads [default: number of CPUs].
+    /// Worker threads, each running whole requests; waiting handlers do not hold one, so more
+    /// than the CPUs only adds switching [default: number of CPUs].
     #[arg(long)]
     pub workers: Option<usize>,
 
@@ -148,6 +149,12 @@ pub struct RunArgs {
     /// sleeping handlers); more are answered 503.
     #[arg(long, default_value_t = config::DEFAULT_MAX_INSTANCES)]
     pub max_instances: u32,
+
+    /// Requests one handler instance may serve one after another. 1 (the default) gives every
+    /// request a fresh instance. Higher is faster, but the handler's global variables then
+    /// persist from one request to the next; a failure, a reload or 10 s idle retire an instance.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub instance_reuse: u32,
 
     /// Largest request body, or `unlimited`; larger bodies get 413.
     #[arg(long, default_value = "16MiB", value_parser = parse_limit)]
@@ -276,6 +283,7 @@ impl RunArgs {
         }
         c.max_connections = self.max_connections;
         c.runtime.max_instances = self.max_instances;
+        c.runtime.instance_reuse = self.instance_reuse;
         c.http.max_body = match self.max_body {
             Limit::Bytes(n) => Some(n),
             Limit::Unlimited => None,

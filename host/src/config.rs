@@ -105,6 +105,9 @@ pub struct RuntimeLimits {
     /// Resolve guest traps to source lines (DWARF) in their backtraces: `wasm-host dev` only,
     /// since it costs compile time and memory per handler.
     pub backtrace_details: bool,
+    /// Requests one instance may serve one after another (`--instance-reuse`); 1, the default,
+    /// is a fresh instance per request.
+    pub instance_reuse: u32,
 }
 
 impl Default for RuntimeLimits {
@@ -116,6 +119,7 @@ impl Default for RuntimeLimits {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             pull_timeout: DEFAULT_PULL_TIMEOUT,
             backtrace_details: false,
+            instance_reuse: 1,
         }
     }
 }
@@ -262,6 +266,7 @@ impl Config {
         positive("--workers", self.workers as u64)?;
         positive("--max-connections", self.max_connections as u64)?;
         positive("--max-instances", self.runtime.max_instances.into())?;
+        positive("--instance-reuse", self.runtime.instance_reuse.into())?;
         positive("--max-headers", self.http.max_headers as u64)?;
         positive("--max-memory", self.runtime.max_memory)?;
         for (name, d) in [

@@ -7,6 +7,7 @@ mod dev;
 mod errors;
 mod framing;
 mod reload;
+mod reuse;
 mod sdk;
 mod serving;
 mod state;

@@ -390,10 +390,20 @@ fn requests_past_the_instance_budget_get_503() {
             }
         }
     });
-    // While the only instance slot is held, others are refused with 503 and Retry-After.
+    // While the only instance slot is held, others are refused with 503 and Retry-After, and
+    // a request without a body keeps its connection: the pipelined next one is answered on it.
     let refused = eventually(Duration::from_secs(10), || {
-        let r = raw(&s, b"GET /hello-world HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        r.status == 503 && r.header("retry-after") == Some("1")
+        let mut c = s.connect();
+        c.write_all(
+            b"GET /hello-world HTTP/1.1\r\nHost: x\r\n\r\nGET /hello-world HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .unwrap();
+        let mut r = BufReader::new(c);
+        let first = read_response(&mut r, false).unwrap();
+        first.status == 503
+            && first.header("retry-after") == Some("1")
+            && first.header("connection") != Some("close")
+            && read_response(&mut r, false).is_some()
     });
     assert!(refused, "{}", s.log());
     assert_eq!(sleeper.join().unwrap(), "done");

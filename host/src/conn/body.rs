@@ -61,6 +61,14 @@ impl BodySource {
         Self::File { file: Arc::new(file), parts: parts.into(), buf: Vec::new() }
     }
 
+    /// The guest instance the pieces come from, if they come from one.
+    pub(super) fn into_instance(self) -> Option<Instance> {
+        match self {
+            Self::Chunks { inst, .. } | Self::Events { inst, .. } => Some(inst),
+            Self::File { .. } => None,
+        }
+    }
+
     /// The next piece of the body, `None` at its end; a piece may be empty (nothing yet). Each
     /// pull of a guest has `pull_timeout` of wall-clock time.
     async fn next(&mut self, pull_timeout: Duration) -> Result<Option<&[u8]>, Failure> {

@@ -404,13 +404,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let mut source = match response.body {
             Body::Chunked | Body::Sized(_) if plan.send_body => BodySource::chunks(inst),
             Body::Events if plan.send_body => BodySource::events(inst),
-            _ => return Outcome { status, bytes: wire, next },
+            _ => {
+                self.app.runtime.recycle(inst);
+                return Outcome { status, bytes: wire, next };
+            }
         };
         let mut encoder = BodyEncoder::new(plan.framing);
         let times = self.pump_times();
         let result = pump(&mut self.io, &mut source, &mut encoder, times, &mut wire).await;
-        // The instance goes before the access line is written, so `live` counts it out.
-        drop(source);
+        // The instance goes (or back to the runtime, after a stream that ended as it should)
+        // before the access line is written, so `live` counts it out.
+        match source.into_instance() {
+            Some(inst) if result.is_ok() => self.app.runtime.recycle(inst),
+            _ => {}
+        }
         finish_stream(result, route, status, wire, next)
     }
 

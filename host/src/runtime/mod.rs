@@ -9,12 +9,13 @@
 
 mod bindings;
 pub mod pool;
+mod reuse;
 mod services;
 mod state;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -194,6 +195,10 @@ pub struct Runtime {
     stop_epoch: Arc<AtomicBool>,
     /// state: handed to every instance (`services::RequestServices`); set with `set_services`.
     services: Option<crate::services::Services>,
+    /// Instances waiting for their next request (`--instance-reuse`).
+    idle: Arc<reuse::IdleSet>,
+    /// The last handler version handed out by `load` (instances are reused per version).
+    versions: AtomicU64,
 }
 
 impl Runtime {
@@ -263,12 +268,19 @@ impl Runtime {
         let stop_epoch = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
         let stop = stop_epoch.clone();
+        let idle = Arc::new(reuse::IdleSet::default());
+        let sweep = (limits.instance_reuse > 1).then(|| idle.clone());
         std::thread::Builder::new().name("wasm-host-epoch".into()).spawn(move || {
+            let mut ticks = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(EPOCH_TICK);
                 match weak.upgrade() {
                     Some(engine) => engine.increment_epoch(),
                     None => break,
+                }
+                ticks = ticks.wrapping_add(1);
+                if let Some(idle) = sweep.as_ref().filter(|_| ticks.is_multiple_of(reuse::SWEEP_TICKS)) {
+                    drop(idle.expired(Instant::now()));
                 }
             }
         })?;
@@ -281,6 +293,8 @@ impl Runtime {
             permits: Arc::new(Semaphore::new(limits.max_instances as usize)),
             stop_epoch,
             services: None,
+            idle,
+            versions: AtomicU64::new(0),
         })
     }
 
@@ -312,7 +326,8 @@ impl Runtime {
             }
             None => Vec::new(),
         };
-        Ok((Handler { world: WorldPre::Hooks(pre), methods }, cached))
+        let version = self.versions.fetch_add(1, Ordering::Relaxed) + 1;
+        Ok((Handler { world: WorldPre::Hooks(pre), methods, version }, cached))
     }
 
     /// Asks a component's `info` export which methods it implements, on a throwaway instance
@@ -355,15 +370,31 @@ impl Runtime {
         store
     }
 
-    /// Creates a fresh instance of `handler` for one request to `route`, holding one permit of
-    /// the instance budget until it is dropped.
+    /// An instance of `handler` for one request to `route`, holding one permit of the
+    /// instance budget until it is dropped: a fresh one, or with `--instance-reuse` one of this
+    /// handler version that served a request before without a failure.
     ///
     /// # Errors
     ///
     /// [`GuestError::Busy`] when every permit is taken, [`GuestError::Instantiate`] when the
     /// pool or the kernel cannot give it memory.
     pub async fn instantiate(&self, handler: &Handler, route: &Arc<str>) -> Result<Instance, GuestError> {
-        let permit = self.permits.clone().try_acquire_owned().map_err(|_| GuestError::Busy)?;
+        if self.limits.instance_reuse > 1
+            && let Some(instance) = self.idle.take(handler.version)
+        {
+            return Ok(instance);
+        }
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            // Idle instances hold permits: the budget is full only when none is idle.
+            Err(_) => match self.idle.evict_oldest() {
+                Some(idle) => {
+                    drop(idle);
+                    self.permits.clone().try_acquire_owned().map_err(|_| GuestError::Busy)?
+                }
+                None => return Err(GuestError::Busy),
+            },
+        };
         let mut store = self.new_store(route);
         let world = match &handler.world {
             WorldPre::Hooks(pre) => pre
@@ -371,7 +402,27 @@ impl Runtime {
                 .await
                 .map_err(|e| GuestError::Instantiate(format!("{e:#}")))?,
         };
-        Ok(Instance { store, world, cpu_timeout: self.limits.cpu_timeout, _permit: permit })
+        Ok(Instance {
+            store,
+            world,
+            cpu_timeout: self.limits.cpu_timeout,
+            version: handler.version,
+            served: 0,
+            _permit: permit,
+        })
+    }
+
+    /// Takes back an instance whose request was answered without any failure. With
+    /// `--instance-reuse N` it waits (at most 10 s) for the next request to
+    /// the same handler version, until it has served N; otherwise it is dropped here. Never
+    /// call it with an instance any call of which failed.
+    pub fn recycle(&self, mut instance: Instance) {
+        instance.served += 1;
+        if instance.served < self.limits.instance_reuse
+            && let Some(full) = self.idle.put(instance.version, instance, reuse::MAX_IDLE)
+        {
+            drop(full);
+        }
     }
 
     /// The limits this runtime enforces.
@@ -379,7 +430,8 @@ impl Runtime {
         &self.limits
     }
 
-    /// Guest instances alive right now (running or holding a streaming response).
+    /// Guest instances alive right now (running, holding a streaming response, or idle between
+    /// requests with `--instance-reuse`).
     pub fn live_instances(&self) -> usize {
         self.limits.max_instances as usize - self.permits.available_permits()
     }
@@ -423,6 +475,8 @@ enum WorldPre {
 pub struct Handler {
     world: WorldPre,
     methods: Vec<String>,
+    /// Unique per load: reused instances are only ever handed to requests of their version.
+    version: u64,
 }
 
 impl Handler {
@@ -447,6 +501,10 @@ pub struct Instance {
     store: Store<HostState>,
     world: HandlerWorld,
     cpu_timeout: Duration,
+    /// The handler version it is an instance of.
+    version: u64,
+    /// Requests it has answered (`--instance-reuse`).
+    served: u32,
     _permit: OwnedSemaphorePermit,
 }
 
