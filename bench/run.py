@@ -7,7 +7,8 @@ Sections (all by default; `--only hello,streams` runs some):
              keep-alive connections, native and host alternately for `--rounds` rounds; the
              round with the most req/s is reported, with its p50/p99 and the server's peak RSS
              during it. The host runs with its default logging (the access log, to a file);
-             one more row at 64 connections runs it with RUST_LOG=warn (no access log). With
+             one more row at 64 connections runs it with RUST_LOG=warn (no access log), and
+             rows at 1 and 64 with --instance-reuse 1000 (default logging). With
              --vs-wasmtime, `wasmtime serve` with an equivalent wasi:http component too.
   streams    1 GiB GET /fill/1073741824 sized and chunked, and a 1 GiB POST /count upload,
              on both servers alternately; MB/s (best round) and peak RSS (highest of all
@@ -57,6 +58,8 @@ READY_TIMEOUT = 60
 # Non-blocking connects in flight at once in the hang sections: keeps the host's accept queue
 # short (a full queue drops SYNs, and the client then retries only after a second).
 MAX_CONNECTING = 200
+# --instance-reuse for the reuse rows of the hello section.
+REUSE = 1000
 WASMTIME_INSTALL = "cargo install wasmtime-cli --version 48.0.8 --locked"
 
 
@@ -333,6 +336,14 @@ def section_hello(args, tmp, routes, targets):
         best = best_of_rounds(args, [native, quiet], "/hello-world", 64)
         print_hello_rows(64, [native, quiet], best, targets)
         quiet.stop()
+    # Opt-in instance reuse, default logging: an instance answers up to 1,000 requests.
+    reuse = start_host(args, routes, os.path.join(tmp, "hello-reuse.log"),
+                       extra=("--instance-reuse", str(REUSE)), name="host (reuse)")
+    if reuse:
+        for connections in (1, 64):
+            best = best_of_rounds(args, [native, reuse], "/hello-world", connections)
+            print_hello_rows(connections, [native, reuse], best, targets)
+        reuse.stop()
     native.stop()
     if wasmtime:
         wasmtime.stop()
@@ -364,6 +375,10 @@ def print_hello_rows(connections, servers, best, targets):
         verdict = ""
         if server.name == "host":
             verdict = hello_targets(connections, r, base, ratio, p99_ratio, targets)
+        elif server.name == "host (reuse)" and connections == 64 and ratio is not None:
+            v = targets.check(f"hello, 64 conns, --instance-reuse {REUSE}: req/s ≥ 0.8× native",
+                              f"{ratio:.2f}×", ratio >= 0.8)
+            verdict = f"≥0.8×: {v}"
         line = (f"  {connections:>5}  {server.name:<15} {r['rps']:>9.0f} {fmt_us(r['p50']):>9} "
                 f"{fmt_us(r['p99']):>9} {r['rss']:>5.1f} MiB  {fmt_ratio(ratio):>7} {fmt_ratio(p99_ratio):>6}  "
                 f"{verdict}")

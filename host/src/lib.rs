@@ -14,6 +14,7 @@ pub mod conn;
 pub mod dev;
 pub mod http;
 pub mod log;
+pub mod memory;
 pub mod routes;
 pub mod runtime;
 pub mod scaffold;

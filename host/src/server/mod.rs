@@ -68,6 +68,7 @@ impl Server {
             dir = %config.routes_dir.display(),
             "routes loaded"
         );
+        crate::memory::trim_heap();
         // Watch before announcing readiness, so no change made after start-up is missed.
         let watcher = if config.watch {
             match RouteWatcher::new(&config.routes_dir) {

@@ -95,6 +95,7 @@ pub async fn watch(app: Arc<App>, mut watcher: Option<RouteWatcher>) {
                 app.routes.store(Arc::new(build.routes));
                 app.error_pages.store(Arc::new(build.errors));
                 info!(handlers, "route table swapped");
+                tokio::task::spawn_blocking(crate::memory::trim_heap);
             }
             Ok(_) => {}
             Err(e) => warn!("routes not reloaded, the previous table keeps serving:\n{e}"),
