@@ -105,7 +105,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// such failure becomes what is sent. HEAD gets no body; the connection closes when the
     /// failure demands it, the request asked for it, or the body cannot be skipped. In dev
     /// mode, build errors and traps come with a page that shows them.
-    pub(super) async fn fail(
+    ///
+    /// The future is boxed: it is large (draining a body, an error page), and inline it would
+    /// grow every exchange's future, which every connection holds while its request waits.
+    pub(super) fn fail<'a>(
+        &'a mut self,
+        head: &'a RequestHead,
+        body: &'a mut RequestBody,
+        failure: Failure,
+        route: Option<&'a str>,
+    ) -> std::pin::Pin<Box<impl Future<Output = Outcome> + 'a>> {
+        Box::pin(self.answer_failure(head, body, failure, route))
+    }
+
+    async fn answer_failure(
         &mut self,
         head: &RequestHead,
         body: &mut RequestBody,
@@ -120,7 +133,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             answer.page = failure.dev_page(self.wants_html);
         }
         if answer.page.is_none() && head.method != "HEAD" {
-            answer.page = self.error_page(Some(head), answer.status, &answer.message).await;
+            // Boxed, like every call of `error_page`: rendering a page runs a whole guest call,
+            // a large future that would otherwise make every connection's task larger.
+            answer.page = Box::pin(self.error_page(Some(head), answer.status, &answer.message)).await;
         }
         let close = answer.close
             || !head.keep_alive
@@ -361,7 +376,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             && let Body::Full(text) = &response.body
         {
             let message = String::from_utf8_lossy(text).trim_end().to_owned();
-            if let Some((content_type, page)) = self.error_page(Some(head), response.status, &message).await {
+            if let Some((content_type, page)) =
+                Box::pin(self.error_page(Some(head), response.status, &message)).await
+            {
                 response.headers.retain(|h| !h.name.eq_ignore_ascii_case("content-type"));
                 response.headers.push(Header {
                     name: "content-type".into(),

@@ -10,8 +10,14 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
 use super::failure::Failure;
 
-/// Read buffer size; grown only while a request head or chunk is larger.
-const READ_BUF: usize = 16 * 1024;
+/// Room made for each read while waiting for a request head (or watching a client): most heads
+/// fit in one read of this, and a connection that only sends small requests never holds more.
+/// Every suspended request holds its connection's buffer, so this is memory per waiting request
+/// (16 KiB here cost 10,000 long polls ≈140 MiB).
+const HEAD_READ: usize = 2 * 1024;
+
+/// Room made for each read of request body bytes: large reads keep uploads fast.
+const BODY_READ: usize = 16 * 1024;
 
 /// A connection's stream with its buffers.
 pub(super) struct Io<S> {
@@ -24,19 +30,24 @@ pub(super) struct Io<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     pub(super) fn new(stream: S) -> Self {
-        Self { stream, buf: BytesMut::with_capacity(READ_BUF), out: Vec::with_capacity(512) }
+        Self { stream, buf: BytesMut::with_capacity(HEAD_READ), out: Vec::with_capacity(512) }
     }
 
-    /// Reads more bytes into the buffer; `Ok(0)` at end of stream.
+    /// Reads more bytes into the buffer (a request head, or anything while watching the
+    /// client); `Ok(0)` at end of stream.
     pub(super) async fn read_more(&mut self) -> io::Result<usize> {
-        self.buf.reserve(READ_BUF);
+        self.read_with_room(HEAD_READ).await
+    }
+
+    async fn read_with_room(&mut self, room: usize) -> io::Result<usize> {
+        self.buf.reserve(room);
         self.stream.read_buf(&mut self.buf).await
     }
 
     /// Reads more request body bytes, failing when none arrive within `timeout` or the client
     /// went away.
     pub(super) async fn read_body_bytes(&mut self, timeout: Duration) -> Result<(), Failure> {
-        match tokio::time::timeout(timeout, self.read_more()).await {
+        match tokio::time::timeout(timeout, self.read_with_room(BODY_READ)).await {
             Err(_) => Err(Failure::BodyTimeout),
             Ok(Ok(0) | Err(_)) => Err(Failure::ClientGone),
             Ok(Ok(_)) => Ok(()),

@@ -147,7 +147,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         };
         let head_only = is_head_request(&self.io.buf);
         if !head_only {
-            answer.page = self.error_page(None, answer.status, &answer.message).await;
+            answer.page = Box::pin(self.error_page(None, answer.status, &answer.message)).await;
         }
         self.send_answer(&answer, true, head_only).await
     }

@@ -146,16 +146,24 @@ impl Server {
                     let _ = stream.set_nodelay(true);
                     let app = app.clone();
                     let tls = tls.clone();
-                    tracker.spawn(async move {
+                    let fut = async move {
+                        // Each kind of connection in a box of its own size: inline, every
+                        // task would be as large as a TLS connection's.
                         match tls {
-                            None => crate::conn::serve(stream, peer, app).await,
-                            Some(tls) => match tls.handshake(stream).await {
-                                Ok(stream) => crate::conn::serve(stream, peer, app).await,
-                                Err(e) => debug!(peer = %peer, "{e}"),
-                            },
+                            None => Box::pin(crate::conn::serve(stream, peer, app)).await,
+                            Some(tls) => {
+                                Box::pin(async move {
+                                    match tls.handshake(stream).await {
+                                        Ok(stream) => crate::conn::serve(stream, peer, app).await,
+                                        Err(e) => debug!(peer = %peer, "{e}"),
+                                    }
+                                })
+                                .await;
+                            }
                         }
                         drop(permit);
-                    });
+                    };
+                    tracker.spawn(fut);
                 }
                 Err(e) if is_connection_error(&e) => {}
                 Err(e) => {
