@@ -58,10 +58,12 @@ def start_host(host, routes, state, extra=()):
     sys.exit("host did not start")
 
 
-def http(addr, method, path, body=b""):
+def http(addr, method, path, body=b"", json=False):
     host, port = addr.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=30) as s:
-        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: b\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+        # POST /messages takes a JSON body (`Json<T>` answers 415 without this content type).
+        kind = "Content-Type: application/json\r\n" if json else ""
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: b\r\n{kind}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
         data = b""
         while chunk := s.recv(65536):
             data += chunk
@@ -89,7 +91,7 @@ def kv_rates(label, addr, put_script):
 
 def park_and_wake(label, addr, pid):
     host, port = addr.rsplit(":", 1)
-    assert http(addr, "POST", "/messages", b'"warm-up"') == 200
+    assert http(addr, "POST", "/messages", b'"warm-up"', json=True) == 200
     # The id of the last message: every poll waits for the one after it.
     last = http_last_id(addr)
     sel = selectors.DefaultSelector()
@@ -114,7 +116,7 @@ def park_and_wake(label, addr, pid):
           f"host RSS {parked_rss:.0f} MiB")
     peak = parked_rss
     woke = time.monotonic()
-    assert http(addr, "POST", "/messages", b'"wake"') == 200
+    assert http(addr, "POST", "/messages", b'"wake"', json=True) == 200
     done, ok, statuses = 0, 0, {}
     while done < POLLS and time.monotonic() - woke < 60:
         for key, _ in sel.select(timeout=0.05):
