@@ -894,7 +894,8 @@ def section_instances(args, tmp, routes, targets):
           f"(--max-connections {count + 1000})")
     log = os.path.join(tmp, "instances.log")
     host = start_host(args, routes, log,
-                      extra=("--max-instances", str(cap), "--max-connections", str(count + 1000)))
+                      extra=("--max-instances", str(cap), "--max-connections", str(count + 1000),
+                             "--request-timeout", f"{hang_secs + 60:g}s"))
     if host is None:
         targets.check("16,000 live instances, clean 503 past the cap", "the host refused to start", False)
         return

@@ -72,6 +72,13 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// follows the largest single guest allocation).
 pub const STREAM_CHUNK_SIZE: usize = 64 * 1024;
 
+/// Bytes of a streamed response body gathered into one write at most. A guest that hands out
+/// 64 KiB chunks without waiting gets them written four at a time: on loopback, 64 KiB writes
+/// ran at 1.4–1.6 GB/s where 256 KiB ran at 2.5–3.0 (the kernel's per-write cost dominates).
+/// Chunks are never held back waiting: whatever is gathered goes out as soon as the source has
+/// to wait for its next piece. It is also the most a streaming response holds beyond its chunk.
+pub const STREAM_BATCH: usize = 256 * 1024;
+
 /// Bytes of a static file read from disk at a time (one blocking `pread`, then one write).
 /// Large enough that the per-read hand-off to a blocking thread costs little next to copying
 /// the bytes (4,096 reads for 1 GiB), small enough that a thousand concurrent downloads hold a

@@ -409,3 +409,56 @@ fn requests_past_the_instance_budget_get_503() {
     assert_eq!(sleeper.join().unwrap(), "done");
     assert_eq!(get(&s, "/hello-world").0, 200);
 }
+
+#[test]
+fn a_streamed_chunk_is_written_without_waiting_for_the_next() {
+    // Four 64 KiB chunks, a minute apart. Writes gather only what the guest hands out without
+    // waiting, so the first chunk must arrive while the guest sleeps before the second.
+    let t = Tree::new(&[("fill/{bytes}/GET.wasm", a::FILL)]);
+    let s = Server::start(t.path(), &[]);
+    let mut c = s.connect();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    c.write_all(b"GET /fill/262144?pause_ms=60000 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut r = BufReader::new(c);
+    let (status, headers) = read_head(&mut r);
+    assert_eq!(status, 200);
+    assert!(headers.iter().any(|(n, v)| n == "content-length" && v == "262144"), "{headers:?}");
+    let mut first = vec![0; 64 * 1024];
+    r.read_exact(&mut first).expect("the first chunk, sent before the guest's pause");
+    assert!(first.iter().all(|&b| b == b'x'));
+}
+
+#[test]
+fn gathered_writes_keep_every_byte_and_chunk_boundary() {
+    // 200 chunks handed out at once (gathered into few writes), sized and chunked.
+    let t = Tree::new(&[("fill/{bytes}/GET.wasm", a::FILL)]);
+    let s = Server::start(t.path(), &[]);
+    let length = 200 * 64 * 1024 + 123;
+    let mut c = s.connect();
+    write!(
+        c,
+        "GET /fill/{length}?chunked HTTP/1.1\r\nHost: x\r\n\r\nGET /fill/{length} HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = BufReader::new(c);
+    let (status, _) = read_head(&mut r);
+    assert_eq!(status, 200);
+    let mut sizes = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let size = usize::from_str_radix(line.trim_end(), 16).unwrap();
+        let mut data = vec![0; size + 2];
+        r.read_exact(&mut data).unwrap();
+        assert!(data[..size].iter().all(|&b| b == b'x') && data.ends_with(b"\r\n"));
+        if size == 0 {
+            break;
+        }
+        sizes.push(size);
+    }
+    assert_eq!(sizes.len(), 201, "one chunk on the wire per chunk of the guest");
+    assert_eq!(sizes.iter().sum::<usize>(), length);
+    let resp = read_response(&mut r, false).expect("the pipelined sized response");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body.len(), length);
+}

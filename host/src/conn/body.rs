@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::failure::Failure;
 use super::io::Io;
-use crate::config::STATIC_READ_CHUNK;
+use crate::config::{STATIC_READ_CHUNK, STREAM_BATCH};
 use crate::http::{BodyEncoder, SSE_KEEPALIVE, SseEvent, encode_event};
 use crate::runtime::Instance;
 use crate::static_files::Part;
@@ -171,6 +171,112 @@ pub(super) struct PumpTimes {
 /// Every error aborts the connection: the client went away, the guest failed, or the body
 /// broke its framing (a sized body ending short or running long).
 pub(super) async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut Io<S>,
+    source: &mut BodySource,
+    encoder: &mut BodyEncoder,
+    times: PumpTimes,
+    wire: &mut u64,
+) -> Result<(), Failure> {
+    if matches!(source, BodySource::Events { .. }) {
+        pump_events(io, source, encoder, times, wire).await
+    } else {
+        pump_batched(io, source, encoder, times.pull_timeout, wire).await
+    }
+}
+
+/// [`pump`] for chunks and files: the pieces a source hands out without waiting are gathered
+/// into writes of up to [`STREAM_BATCH`] bytes; while the source waits for its next piece,
+/// what is gathered is written (so nothing is held back), and a piece that large on its own
+/// is written without the copy.
+async fn pump_batched<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut Io<S>,
+    source: &mut BodySource,
+    encoder: &mut BodyEncoder,
+    pull_timeout: Duration,
+    wire: &mut u64,
+) -> Result<(), Failure> {
+    let mut batch = Batch::default();
+    loop {
+        if batch.unwritten() >= STREAM_BATCH {
+            batch.write_out(io, wire).await?;
+        }
+        let pull = source.next(pull_timeout);
+        tokio::pin!(pull);
+        // Biased: the pull runs first, so a source that is ready adds to the batch; the
+        // batch is written while the pull waits (`write_out` is cancel-safe: what it wrote is
+        // counted, the rest stays).
+        let piece = loop {
+            tokio::select! {
+                biased;
+                piece = &mut pull => break piece,
+                written = batch.write_out(io, wire), if batch.unwritten() > 0 => written?,
+            }
+        };
+        let step = match piece {
+            Ok(Some(data)) if batch.unwritten() == 0 && data.len() >= STREAM_BATCH => {
+                write_piece(io, encoder, data, wire).await
+            }
+            Ok(Some(data)) => {
+                encoder.frame(data).map(|framed| batch.extend(framed.parts())).map_err(Failure::from)
+            }
+            Ok(None) => match encoder.finish() {
+                Ok(end) => {
+                    batch.extend([end]);
+                    return batch.write_out(io, wire).await;
+                }
+                Err(e) => Err(e.into()),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(failure) = step {
+            // What the source handed out before it failed goes out as it would have unbatched;
+            // then the failure aborts the connection.
+            batch.write_out(io, wire).await?;
+            return Err(failure);
+        }
+    }
+}
+
+/// Framed body bytes gathered for one write, and how much of them is written.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    written: usize,
+}
+
+impl Batch {
+    fn unwritten(&self) -> usize {
+        self.bytes.len() - self.written
+    }
+
+    fn extend<const N: usize>(&mut self, parts: [&[u8]; N]) {
+        if self.written == self.bytes.len() {
+            self.bytes.clear();
+            self.written = 0;
+        }
+        for part in parts {
+            self.bytes.extend_from_slice(part);
+        }
+    }
+
+    /// Writes what is unwritten, then flushes; adds what it wrote to `wire`. Cancel-safe.
+    async fn write_out<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut Io<S>,
+        wire: &mut u64,
+    ) -> Result<(), Failure> {
+        while self.written < self.bytes.len() {
+            let n = io.write_some(&self.bytes[self.written..]).await.map_err(|_| Failure::ClientGone)?;
+            self.written += n;
+            *wire += n as u64;
+        }
+        io.flush().await.map_err(|_| Failure::ClientGone)
+    }
+}
+
+/// [`pump`] for event streams: each event is written as it comes (they are small and wanted
+/// at once), keep-alive comments fill silences, and a client that closes is noticed.
+async fn pump_events<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut Io<S>,
     source: &mut BodySource,
     encoder: &mut BodyEncoder,

@@ -73,6 +73,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
         write_parts(&mut self.stream, parts).await
     }
 
+    /// Writes some of `bytes` (at least one byte unless it is empty), returning how many. Safe
+    /// to cancel: a write either happened and is counted or did not happen.
+    pub(super) async fn write_some(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self.stream.write(bytes).await? {
+            0 if !bytes.is_empty() => Err(io::ErrorKind::WriteZero.into()),
+            n => Ok(n),
+        }
+    }
+
+    /// Flushes what the stream buffers (a no-op on TCP; TLS records). Safe to cancel and retry.
+    pub(super) async fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush().await
+    }
+
     /// Closes the write side, flushing what is buffered (a TLS close_notify, a TCP FIN).
     pub(super) async fn shutdown(&mut self) {
         let _ = self.stream.shutdown().await;

@@ -2,7 +2,8 @@
 //! bench`. One 64 KiB chunk is filled once per request and handed out again and again, so a
 //! pull costs one copy of it (the SDK hands the host an owned `Vec`), never a loop over bytes:
 //! what is measured is the host's streaming, not the guest's work. With `?chunked` the same
-//! bytes come as a chunked stream. A non-numeric size is a 400.
+//! bytes come as a chunked stream. `?pause_ms=N` sleeps N ms before every chunk but the first
+//! (for the test that streamed chunks are never held back). A non-numeric size is a 400.
 
 use wasm_host_sdk::prelude::*;
 
@@ -15,7 +16,13 @@ fn fill(req: Request) -> Result<Response, HttpError> {
     let whole = usize::try_from(length / CHUNK as u64).or_status(400)?;
     let rest = (length % CHUNK as u64) as usize;
     let last = (rest > 0).then(|| chunk[..rest].to_vec());
-    let chunks = std::iter::repeat_n(chunk, whole).chain(last);
+    let pause = std::time::Duration::from_millis(req.query("pause_ms").map_or(Ok(0), |ms| ms.parse())?);
+    let chunks = std::iter::repeat_n(chunk, whole).chain(last).enumerate().map(move |(i, chunk)| {
+        if i > 0 && !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
+        chunk
+    });
     if req.query("chunked").is_some() {
         return Ok(Response::chunked(chunks));
     }
