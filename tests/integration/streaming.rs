@@ -443,21 +443,9 @@ fn gathered_writes_keep_every_byte_and_chunk_boundary() {
     let mut r = BufReader::new(c);
     let (status, _) = read_head(&mut r);
     assert_eq!(status, 200);
-    let mut sizes = Vec::new();
-    loop {
-        let mut line = String::new();
-        r.read_line(&mut line).unwrap();
-        let size = usize::from_str_radix(line.trim_end(), 16).unwrap();
-        let mut data = vec![0; size + 2];
-        r.read_exact(&mut data).unwrap();
-        assert!(data[..size].iter().all(|&b| b == b'x') && data.ends_with(b"\r\n"));
-        if size == 0 {
-            break;
-        }
-        sizes.push(size);
-    }
-    assert_eq!(sizes.len(), 201, "one chunk on the wire per chunk of the guest");
-    assert_eq!(sizes.iter().sum::<usize>(), length);
+    let (total, sha, chunks) = read_chunked(&mut r);
+    assert_eq!((total, chunks), (length as u64, 201), "one chunk on the wire per chunk of the guest");
+    assert_eq!(sha, hex(&Sha256::digest(vec![b'x'; length])));
     let resp = read_response(&mut r, false).expect("the pipelined sized response");
     assert_eq!(resp.status, 200);
     assert_eq!(resp.body.len(), length);
