@@ -13,3 +13,4 @@ mod serving;
 mod state;
 mod streaming;
 mod support;
+mod wasi_http;

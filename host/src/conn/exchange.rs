@@ -18,18 +18,18 @@ use crate::http::{
     SSE_HEADERS, encode_head, plan_response,
 };
 use crate::routes::Lookup;
-use crate::runtime::{Body, Flow, GuestError, Header, Instance, Request, Response};
+use crate::runtime::{Body, Flow, GuestError, Header, Instance, Request, Response, World};
 
 /// The request body, as far as the exchange has dealt with it.
 pub(super) struct RequestBody {
-    decoder: BodyDecoder,
+    pub(super) decoder: BodyDecoder,
     /// `Expect: 100-continue` was sent and `100 Continue` was not yet: the client may hold the
     /// body back until it gets one.
-    awaiting_continue: bool,
+    pub(super) awaiting_continue: bool,
     /// Some of the body went to the handler, so the rest cannot just be skipped.
-    handed_out: bool,
+    pub(super) handed_out: bool,
     /// The handler took the whole body (the decoder reached its end through `stream`).
-    fed_to_end: bool,
+    pub(super) fed_to_end: bool,
     /// Whether the body is out of the way (read or drained), once that was decided.
     settled: Option<bool>,
 }
@@ -62,8 +62,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let (outcome, route) = match routes.lookup(&head.method, &head.path) {
             Lookup::Found(found) => {
                 let loaded = found.handler;
-                let request = guest_request(&mut head, found.params, &self.peer_text);
-                (self.run_handler(&head, &mut body, request, loaded, start).await, Some(&*loaded.label))
+                let outcome = match &loaded.handler {
+                    // Boxed: a wasi:http exchange is a large future that our own world's
+                    // requests should not carry.
+                    Ok(handler) if handler.world() == World::Proxy => {
+                        Box::pin(self.run_proxy(&mut head, &mut body, found.params, loaded, handler, start))
+                            .await
+                    }
+                    _ => {
+                        let request = guest_request(&mut head, found.params, &self.peer_text);
+                        self.run_handler(&head, &mut body, request, loaded, start).await
+                    }
+                };
+                (outcome, Some(&*loaded.label))
             }
             Lookup::MethodNotAllowed { allow } => {
                 (self.fail(&head, &mut body, Failure::MethodNotAllowed(allow.into()), None).await, None)
@@ -316,7 +327,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Sends `100 Continue` if the client is waiting for it.
-    async fn send_continue(&mut self, body: &mut RequestBody) -> Result<(), Failure> {
+    pub(super) async fn send_continue(&mut self, body: &mut RequestBody) -> Result<(), Failure> {
         if body.awaiting_continue {
             self.io.write_parts([CONTINUE_100]).await.map_err(|_| Failure::ClientGone)?;
             body.awaiting_continue = false;
@@ -341,7 +352,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Reads and discards what is left of a request body, up to [`DRAIN_LIMIT`] bytes.
-    async fn drain(&mut self, decoder: &mut BodyDecoder) -> bool {
+    pub(super) async fn drain(&mut self, decoder: &mut BodyDecoder) -> bool {
         let start = decoder.received();
         while !decoder.is_done() {
             let Ok((consumed, step)) = decoder.decode(&self.io.buf) else {
@@ -608,7 +619,7 @@ async fn duplex_stream(
 
 /// The outcome of a streamed body: a failure after the head aborts the connection (logged),
 /// never a second response.
-fn finish_stream(
+pub(super) fn finish_stream(
     result: Result<(), Failure>,
     route: Option<&str>,
     status: Option<u16>,

@@ -120,6 +120,7 @@ impl Failure {
             Failure::Guest(
                 GuestError::Trap(_)
                 | GuestError::Contract(_)
+                | GuestError::ErrorCode(_)
                 | GuestError::Panic { .. }
                 | GuestError::OutOfMemory { .. },
             )

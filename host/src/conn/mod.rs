@@ -21,6 +21,7 @@ mod exchange;
 mod failure;
 mod files;
 mod io;
+mod proxy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -9,6 +9,7 @@
 
 mod bindings;
 pub mod pool;
+pub mod proxy;
 mod reuse;
 mod services;
 mod state;
@@ -26,6 +27,7 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Stor
 pub use bindings::{Body, Event, Flow, Header, Request, Response};
 use bindings::{DescribedPre, HandlerPre, HandlerWorld};
 use state::HostState;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 
 use crate::config::{CompileCache, RuntimeLimits};
 
@@ -91,8 +93,9 @@ pub enum LoadError {
         /// What went wrong.
         reason: wasmtime::Error,
     },
-    /// The component does not export a world the host can serve.
-    #[error("cannot load handler {}: does not implement the wasm-host handler world: {reason:#}", path.display())]
+    /// The component does not export a world the host can serve (`reason` says what the
+    /// handler world misses).
+    #[error("cannot load handler {}: implements neither the wasm-host handler world nor wasi:http/proxy (exports wasi:http/incoming-handler): {reason:#}", path.display())]
     World {
         /// The file.
         path: PathBuf,
@@ -144,6 +147,10 @@ pub enum GuestError {
     /// The guest broke the contract (e.g. `begin` from `stream`).
     #[error("handler broke the contract: {0}")]
     Contract(&'static str),
+    /// A `wasi:http` guest answered with an error code instead of a response, or failed its
+    /// response body with one.
+    #[error("handler answered with an error: {0}")]
+    ErrorCode(String),
     /// The call used more CPU time than allowed and was interrupted.
     #[error("guest exceeded its cpu time limit of {0:?}")]
     CpuTimeout(Duration),
@@ -263,6 +270,9 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // wasi:http for standard proxy components, and for ours that import its types (e.g.
+        // componentize-js's default build); outgoing requests are refused (`proxy.rs`).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         services::add_to_linker(&mut linker)?; // state: kv + topics imports
 
         let stop_epoch = Arc::new(AtomicBool::new(false));
@@ -319,7 +329,13 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(|reason| LoadError::Link { path: path(), reason })?;
         let described = DescribedPre::new(pre.clone()).ok();
-        let pre = HandlerPre::new(pre).map_err(|reason| LoadError::World { path: path(), reason })?;
+        let world = match HandlerPre::new(pre.clone()) {
+            Ok(hooks) => WorldPre::Hooks(hooks),
+            Err(reason) => match ProxyPre::new(pre) {
+                Ok(proxy) => WorldPre::Proxy(proxy),
+                Err(_) => return Err(LoadError::World { path: path(), reason }),
+            },
+        };
         let methods = match described {
             Some(described) => {
                 self.describe(&described).map_err(|reason| LoadError::Describe { path: path(), reason })?
@@ -327,7 +343,7 @@ impl Runtime {
             None => Vec::new(),
         };
         let version = self.versions.fetch_add(1, Ordering::Relaxed) + 1;
-        Ok((Handler { world: WorldPre::Hooks(pre), methods, version }, cached))
+        Ok((Handler { world, methods, version }, cached))
     }
 
     /// Asks a component's `info` export which methods it implements, on a throwaway instance
@@ -360,6 +376,14 @@ impl Runtime {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut cx| {
             let s = cx.data_mut();
+            // A wasi:http call's budget restarts at each step it made (`proxy::Progress`).
+            if let Some((progress, seen)) = &mut s.progress {
+                let now = progress.get();
+                if now != *seen {
+                    *seen = now;
+                    s.ticks = 0;
+                }
+            }
             s.ticks += 1;
             if s.ticks > s.tick_budget {
                 s.cpu_exceeded = true;
@@ -396,12 +420,11 @@ impl Runtime {
             },
         };
         let mut store = self.new_store(route);
-        let world = match &handler.world {
-            WorldPre::Hooks(pre) => pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| GuestError::Instantiate(format!("{e:#}")))?,
+        let instantiated = match &handler.world {
+            WorldPre::Hooks(pre) => pre.instantiate_async(&mut store).await.map(InstanceWorld::Hooks),
+            WorldPre::Proxy(pre) => pre.instantiate_async(&mut store).await.map(InstanceWorld::Proxy),
         };
+        let world = instantiated.map_err(|e| GuestError::Instantiate(format!("{e:#}")))?;
         Ok(Instance {
             store,
             world,
@@ -447,12 +470,14 @@ fn ticks(d: Duration) -> u64 {
     (d.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64
 }
 
-/// The world a handler component implements. Each world has its own way to serve a request;
-/// a standard `wasi:http` proxy world joins here as a second variant.
+/// The world a handler component implements. Each world has its own way to serve a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum World {
     /// wasm-host's own `handler` world (`wit/handler.wit`): the before/stream/after hooks.
     Hooks,
+    /// The standard `wasi:http/proxy` world: one `incoming-handler.handle` call per request
+    /// (`proxy.rs`).
+    Proxy,
 }
 
 impl World {
@@ -460,6 +485,7 @@ impl World {
     pub fn name(self) -> &'static str {
         match self {
             World::Hooks => "wasm-host:http/handler",
+            World::Proxy => "wasi:http/proxy",
         }
     }
 }
@@ -468,6 +494,13 @@ impl World {
 #[derive(Clone)]
 enum WorldPre {
     Hooks(HandlerPre<HostState>),
+    Proxy(ProxyPre<HostState>),
+}
+
+/// An instantiated component, by world.
+enum InstanceWorld {
+    Hooks(HandlerWorld),
+    Proxy(Proxy),
 }
 
 /// A loaded handler file: compiled and pre-linked once, instantiated per request.
@@ -490,6 +523,7 @@ impl Handler {
     pub fn world(&self) -> World {
         match self.world {
             WorldPre::Hooks(_) => World::Hooks,
+            WorldPre::Proxy(_) => World::Proxy,
         }
     }
 }
@@ -499,7 +533,7 @@ impl Handler {
 /// instance budget until dropped.
 pub struct Instance {
     store: Store<HostState>,
-    world: HandlerWorld,
+    world: InstanceWorld,
     cpu_timeout: Duration,
     /// The handler version it is an instance of.
     version: u64,
@@ -512,35 +546,35 @@ impl Instance {
     /// Calls `before(request)`.
     pub async fn before(&mut self, request: &Request, deadline: Instant) -> Result<Flow, GuestError> {
         self.reset_budget(deadline);
-        let call = self.world.call_before(&mut self.store, request);
+        let call = hooks(&self.world)?.call_before(&mut self.store, request);
         finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
     }
 
     /// Calls `stream(chunk)`.
     pub async fn stream(&mut self, chunk: &[u8], deadline: Instant) -> Result<Flow, GuestError> {
         self.reset_budget(deadline);
-        let call = self.world.call_stream(&mut self.store, chunk);
+        let call = hooks(&self.world)?.call_stream(&mut self.store, chunk);
         finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
     }
 
     /// Calls `after()`.
     pub async fn after(&mut self, deadline: Instant) -> Result<Response, GuestError> {
         self.reset_budget(deadline);
-        let call = self.world.call_after(&mut self.store);
+        let call = hooks(&self.world)?.call_after(&mut self.store);
         finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
     }
 
     /// Calls `next-chunk()`.
     pub async fn next_chunk(&mut self, deadline: Instant) -> Result<Option<Vec<u8>>, GuestError> {
         self.reset_budget(deadline);
-        let call = self.world.call_next_chunk(&mut self.store);
+        let call = hooks(&self.world)?.call_next_chunk(&mut self.store);
         finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
     }
 
     /// Calls `next-event()`.
     pub async fn next_event(&mut self, deadline: Instant) -> Result<Option<Event>, GuestError> {
         self.reset_budget(deadline);
-        let call = self.world.call_next_event(&mut self.store);
+        let call = hooks(&self.world)?.call_next_event(&mut self.store);
         finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
     }
 
@@ -548,6 +582,14 @@ impl Instance {
         self.store.data_mut().services.deadline = Some(deadline); // state: bounds waits
         self.store.data_mut().ticks = 0;
         self.store.set_epoch_deadline(1);
+    }
+}
+
+/// The hooks of our own world; a contract error for a `wasi:http` instance.
+fn hooks(world: &InstanceWorld) -> Result<&HandlerWorld, GuestError> {
+    match world {
+        InstanceWorld::Hooks(hooks) => Ok(hooks),
+        InstanceWorld::Proxy(_) => Err(GuestError::Contract("a wasi:http component has no hooks")),
     }
 }
 

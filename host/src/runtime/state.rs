@@ -26,6 +26,12 @@ pub struct HostState {
     pub(crate) cpu_exceeded: bool,
     /// state: the shared services and the current call's deadline (`runtime/services.rs`).
     pub(crate) services: super::services::RequestServices,
+    /// `wasi:http` components: the context of `wasmtime-wasi-http` and its hooks.
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    http_grants: super::proxy::HttpGrants,
+    /// `wasi:http` components: the call's progress and the step last seen by the CPU budget,
+    /// which restarts at each new step (`runtime/proxy.rs`).
+    pub(crate) progress: Option<(super::proxy::Progress, u64)>,
 }
 
 impl HostState {
@@ -57,6 +63,9 @@ impl HostState {
             tick_budget,
             cpu_exceeded: false,
             services: Default::default(),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_grants: super::proxy::HttpGrants,
+            progress: None,
         }
     }
 }
@@ -129,6 +138,16 @@ impl ResourceLimiter for GuestLimits {
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for HostState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            hooks: &mut self.http_grants,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
     }
 }
 
