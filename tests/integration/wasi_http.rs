@@ -133,7 +133,7 @@ fn a_looping_wasi_http_component_is_cut_off_by_the_cpu_budget_and_others_keep_be
         assert_eq!(get(&s, "/hello").0, 200);
     }
     assert_eq!(looping.join().unwrap(), 504);
-    assert!(s.log().contains("cpu time limit"), "{}", s.log());
+    assert!(s.wait_for_log("cpu time limit", WAIT), "{}", s.log());
 }
 
 #[test]
@@ -141,7 +141,7 @@ fn a_panic_before_the_head_is_a_500_and_after_it_aborts_the_connection() {
     let t = proxy_tree();
     let s = Server::start(t.path(), &[]);
     assert_eq!(get(&s, "/p/x?panic").0, 500);
-    assert!(s.log().contains("the proxy guest panics on purpose"), "{}", s.log());
+    assert!(s.wait_for_log("the proxy guest panics on purpose", WAIT), "{}", s.log());
     for query in ["panic_mid_body", "short", "unfinished"] {
         let out = raw_all(&s, format!("GET /p/x?{query} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
         let text = String::from_utf8_lossy(&out);
