@@ -134,12 +134,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     }
                 }
                 read = self.io.read_body_bytes(self.app.config.timeouts.body), if feeding.need_read => {
-                    feeding.need_read = false;
-                    let pushed = match read {
-                        Ok(()) => self.push_body(body, &mut feed, &mut feeding, &progress).await,
-                        Err(failure) => Err(failure),
-                    };
-                    if let Err(failure) = pushed {
+                    if let Err(failure) = self.after_read(read, body, &mut feed, &mut feeding, &progress).await {
                         drop(call);
                         return (self.fail(head, body, failure, route).await, false);
                     }
@@ -260,12 +255,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     }
                 }
                 read = self.io.read_body_bytes(self.app.config.timeouts.body), if feeding.need_read => {
-                    feeding.need_read = false;
-                    let pushed = match read {
-                        Ok(()) => self.push_body(body, &mut feed, &mut feeding, &progress).await,
-                        Err(failure) => Err(failure),
-                    };
-                    if let Err(failure) = pushed {
+                    if let Err(failure) = self.after_read(read, body, &mut feed, &mut feeding, &progress).await {
                         result = Err(failure);
                         break;
                     }
@@ -331,6 +321,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             self.io.buf.advance(consumed);
         }
         Ok(())
+    }
+
+    /// Goes on after a read of the socket for the guest: pushes what it brought.
+    async fn after_read(
+        &mut self,
+        read: Result<(), Failure>,
+        body: &mut RequestBody,
+        feed: &mut BodyFeed,
+        feeding: &mut Feeding,
+        progress: &Progress,
+    ) -> Result<(), Failure> {
+        feeding.need_read = false;
+        read?;
+        self.push_body(body, feed, feeding, progress).await
     }
 
     /// Gets what the guest did not read of the request body out of the way (drained when small
