@@ -177,7 +177,17 @@ fn wasi_http_instances_are_fresh_per_request_unless_reuse_is_asked() {
         assert_eq!(get(&fresh, "/p/x?count").1, "1\n");
     }
     let reused = Server::start(t.path(), &["--instance-reuse", "3"]);
-    let counts: Vec<String> = (0..4).map(|_| get(&reused, "/p/x?count").1).collect();
+    // One keep-alive connection: its next request is read only after the instance was given
+    // back (on separate connections a request can overtake the recycling and get a fresh one).
+    let conn = reused.connect();
+    let mut w = conn.try_clone().unwrap();
+    let mut r = BufReader::new(conn);
+    let counts: Vec<String> = (0..4)
+        .map(|_| {
+            w.write_all(b"GET /p/x?count HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            read_response(&mut r, false).expect("a response").text()
+        })
+        .collect();
     assert_eq!(counts, ["1\n", "2\n", "3\n", "1\n"]);
 }
 
