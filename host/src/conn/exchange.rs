@@ -352,7 +352,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Reads and discards what is left of a request body, up to [`DRAIN_LIMIT`] bytes.
-    pub(super) async fn drain(&mut self, decoder: &mut BodyDecoder) -> bool {
+    async fn drain(&mut self, decoder: &mut BodyDecoder) -> bool {
         let start = decoder.received();
         while !decoder.is_done() {
             let Ok((consumed, step)) = decoder.decode(&self.io.buf) else {

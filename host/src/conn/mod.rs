@@ -2,7 +2,8 @@
 //! exchange (`exchange.rs`: route, run the handler's hooks, write the response). Every failure,
 //! from a malformed head to a trapping guest, becomes what is sent in one place
 //! (`failure.rs`, applied by `Conn::fail`); streamed bodies are pumped by `body.rs`; GET and
-//! HEAD for paths no route has go to the static files (`files.rs`, with `--static`); the byte
+//! HEAD for paths no route has go to the static files (`files.rs`, with `--static`); standard
+//! `wasi:http` components are served by `proxy.rs`, through the same failures and framing; the byte
 //! stream and its buffers are `io.rs`. Generic over the stream: TCP, TLS, or an in-memory pipe
 //! in tests. Read this module to learn what happens to a request.
 //!

@@ -108,7 +108,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let answer = loop {
             tokio::select! {
                 biased;
-                result = &mut call, if !returned => {
+                result = &mut call => {
                     if let Err(e) = result {
                         drop(call);
                         return (self.fail(head, body, e.into(), route).await, false);
@@ -126,7 +126,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     // Dropped unset: the call's end says why.
                     Err(_) => unset = true,
                 },
-                () = feed.wanted(), if !returned && feed.is_open() && !feeding.wanted => {
+                () = feed.wanted(), if feed.is_open() && !feeding.wanted => {
                     feeding.wanted = true;
                     if let Err(failure) = self.push_body(body, &mut feed, &mut feeding, &progress).await {
                         drop(call);
@@ -188,7 +188,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             drop(call);
             let written = self.io.write_out_with(&[]).await;
             wire = self.io.out.len() as u64;
-            let next = if written.is_ok() && plan.keep_alive && self.settle_proxy_body(body).await {
+            let next = if written.is_ok() && plan.keep_alive && self.settle_body(body).await {
                 Next::KeepAlive
             } else {
                 Next::Close
@@ -281,7 +281,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
         drop(call);
         drop(feed);
-        let next = if result.is_ok() && plan.keep_alive && self.settle_proxy_body(body).await {
+        let next = if result.is_ok() && plan.keep_alive && self.settle_body(body).await {
             Next::KeepAlive
         } else {
             Next::Close
@@ -335,15 +335,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         feeding.need_read = false;
         read?;
         self.push_body(body, feed, feeding, progress).await
-    }
-
-    /// Gets what the guest did not read of the request body out of the way (drained when small
-    /// and the client is not waiting for `100 Continue`), so the connection can serve another
-    /// request.
-    async fn settle_proxy_body(&mut self, body: &mut RequestBody) -> bool {
-        body.fed_to_end
-            || body.decoder.is_done()
-            || (!body.awaiting_continue && self.drain(&mut body.decoder).await)
     }
 }
 
