@@ -2,13 +2,15 @@
 #   make run    build everything (release) and serve examples/routes on 127.0.0.1:8080
 #   make test   run the whole test suite (what CI runs)
 #   make build  build the host and the example handlers without serving
+#   make examples-polyglot  build the Python and JavaScript example handlers (installs their
+#               toolchains under target/polyglot); WASM_HOST_SKIP_POLYGLOT=1 skips them
 
 CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 HOST_BIN := $(TARGET_DIR)/release/wasm-host
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: build run test wasm-target host examples lint tools
+.PHONY: build run test wasm-target host examples examples-polyglot run-polyglot lint tools
 
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -24,11 +26,23 @@ build: host examples
 run: build
 	$(HOST_BIN) run examples/routes --static examples/assets --listen $(LISTEN)
 
+# Handlers written in Python and JavaScript (examples/polyglot), laid out in target/polyglot/routes.
+# `make test` runs their tests; with WASM_HOST_SKIP_POLYGLOT=1 it says it skips them instead.
+examples-polyglot:
+ifeq ($(WASM_HOST_SKIP_POLYGLOT),1)
+	@echo "examples-polyglot: SKIPPED (WASM_HOST_SKIP_POLYGLOT=1): the Python and JavaScript handlers are neither built nor tested"
+else
+	sh examples/polyglot/build.sh
+endif
+
+run-polyglot: host examples-polyglot
+	$(HOST_BIN) run $(TARGET_DIR)/polyglot/routes --listen $(LISTEN)
+
 # state: the state tests start their own redis-server and a headless chromium (Debian packages).
 tools:
 	sh scripts/ensure-tools.sh redis chromium
 
-test: wasm-target tools
+test: wasm-target tools examples-polyglot
 	$(CARGO) test --release --workspace
 
 lint: wasm-target

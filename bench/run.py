@@ -8,8 +8,10 @@ Sections (all by default; `--only hello,streams` runs some):
              round with the most req/s is reported, with its p50/p99 and the server's peak RSS
              during it. The host runs with its default logging (the access log, to a file);
              one more row at 64 connections runs it with RUST_LOG=warn (no access log), and
-             rows at 1 and 64 with --instance-reuse 1000 (default logging). With
-             --vs-wasmtime, `wasmtime serve` with an equivalent wasi:http component too.
+             rows at 1 and 64 with --instance-reuse 1000 (default logging). The row
+             `host (wasi:http)` is the same host answering GET /wasi-hello, the example
+             wasi_hello: a standard wasi:http/proxy component sending the same bytes. With
+             --vs-wasmtime, `wasmtime serve` runs that same component too.
   streams    1 GiB GET /fill/1073741824 sized and chunked, and a 1 GiB POST /count upload,
              on both servers alternately; MB/s (best round) and peak RSS (highest of all
              rounds, VmRSS sampled every 10 ms).
@@ -22,6 +24,9 @@ Sections (all by default; `--only hello,streams` runs some):
   instances  16,500 concurrent hangs with --max-instances 16000: how many got 200, how many a
              clean 503 (`server busy`), anything else; or what the host said if it refused to
              start.
+  polyglot   the handlers in Python and JavaScript (make examples-polyglot) next to Rust ones,
+             wrk -t1 -c16, with a fresh instance per request and with --instance-reuse 1000;
+             skipped (saying so) when they are not built.
 
 Each target of the performance issue is printed next to its figure (`met` / `MISSED`), and
 all of them again in a summary at the end. The machine's other load moves every figure: rerun
@@ -47,7 +52,7 @@ import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SECTIONS = ("hello", "streams", "idle", "startup", "hang", "instances")
+SECTIONS = ("hello", "streams", "idle", "startup", "hang", "instances", "polyglot")
 CONNECTIONS = (1, 16, 64, 256)
 GIB = 1 << 30
 MIB = 1 << 20
@@ -320,7 +325,7 @@ def section_hello(args, tmp, routes, targets):
     if host is None or native is None:
         stop_all()
         return
-    servers = [native, host]
+    servers = [native, host, OtherPath(host, "host (wasi:http)", "/wasi-hello")]
     wasmtime = start_wasmtime(args, tmp) if args.vs_wasmtime else None
     if wasmtime:
         servers.append(wasmtime)
@@ -355,10 +360,21 @@ def best_of_rounds(args, servers, path, connections):
     runs = {server.name: [] for server in servers}
     for _ in range(args.rounds):
         for server in servers:
-            runs[server.name].append(wrk(server.url + path, connections, args.secs, server.pid))
+            url = server.url + getattr(server, "path", path)
+            runs[server.name].append(wrk(url, connections, args.secs, server.pid))
             # Keep the access log from filling the disk; its writes were paid for already.
             report_and_truncate(server)
     return {name: max(results, key=lambda r: r["rps"]) for name, results in runs.items()}
+
+
+class OtherPath:
+    """Another route of a running server, measured as a row of its own."""
+
+    def __init__(self, server, name, path):
+        self.server, self.name, self.path = server, name, path
+
+    def __getattr__(self, attr):
+        return getattr(self.server, attr)
 
 
 def report_and_truncate(server):
@@ -450,16 +466,12 @@ def start_wasmtime(args, tmp):
 
 
 def build_wasi_hello(args):
-    target_dir = os.path.join(args.target_dir, "bench")
-    manifest = os.path.join(REPO, "bench", "wasi-hello", "Cargo.toml")
-    built = subprocess.run(
-        ["cargo", "build", "--release", "--target", "wasm32-wasip2", "--manifest-path", manifest],
-        env={**os.environ, "CARGO_TARGET_DIR": target_dir}, capture_output=True, text=True, timeout=900,
-    )
-    if built.returncode != 0:
-        print(f"  --vs-wasmtime: building bench/wasi-hello failed:\n{built.stderr[-3000:]}")
+    """The example `wasi_hello` (examples/handlers), built by `make build` into the routes tree."""
+    component = os.path.join(args.examples, "wasi-hello", "GET.wasm")
+    if not os.path.isfile(component):
+        print(f"  --vs-wasmtime: no {component} (run `make build`)")
         return None
-    return os.path.join(target_dir, "wasm32-wasip2", "release", "wasi_hello.wasm")
+    return component
 
 
 # ---------------------------------------------------------------------------------------------
@@ -915,6 +927,67 @@ def section_instances(args, tmp, routes, targets):
     host.stop()
 
 
+# ---------------------------------------------------------------------------------------------
+# Polyglot: handlers in other languages, fresh and reused instances.
+
+# (row, path, what the handler does): each answers 200.
+POLYGLOT_ROUTES = (
+    ("rust, our world", "/hello-world", "hello_world: text"),
+    ("rust, wasi:http", "/wasi-hello", "wasi_hello: text"),
+    ("python, our world", "/py/greet/ada", "python-hooks: JSON + one kv increment"),
+    ("python, wasi:http", "/py-wasi/hi", "python-wasi: JSON of the request"),
+    ("javascript, our world", "/js/notes?id=1", "js-hooks: JSON + one kv get"),
+)
+# Python with reuse must reach ten times what the components issue measured fresh (≈1,200 req/s).
+PYTHON_REUSE_TARGET = 12_000
+
+
+def section_polyglot(args, tmp, targets):
+    built = os.path.join(args.target_dir, "polyglot", "routes")
+    print(f"\n== polyglot: handlers in other languages, wrk -t1 -c16 -d{args.secs}s, --state memory")
+    if not os.path.isfile(os.path.join(built, "js", "notes", "ANY.wasm")):
+        print(f"  skipped: {built} holds no polyglot handlers (run `make examples-polyglot`)")
+        targets.check("python, --instance-reuse: ≥ 10× 1,200 req/s", "not measured (not built)", False)
+        return
+    routes = os.path.join(tmp, "polyglot-routes")
+    shutil.copytree(built, routes)
+    for route in ("hello-world", "wasi-hello"):
+        shutil.copytree(os.path.join(args.examples, route), os.path.join(routes, route))
+    print(f"  {'handler':<22} {'what it does':<40} {'mode':<6} {'req/s':>8} {'p50':>9} {'p99':>9} {'RSS':>9}")
+    for mode, extra in (("fresh", ()), ("reuse", ("--instance-reuse", str(REUSE)))):
+        host = start_host(args, routes, os.path.join(tmp, f"polyglot-{mode}.log"),
+                          extra=("--state", "memory", *extra), name=f"host ({mode})")
+        if host is None:
+            return
+        try:
+            post(host.addr, "/js/notes", b'{"text": "bench"}')
+            for name, path, what in POLYGLOT_ROUTES:
+                python_get(host.addr, path)  # one request outside the measurement (and a 200 check)
+                r = wrk(host.url + path, 16, args.secs, host.pid)
+                print(f"  {name:<22} {what:<40} {mode:<6} {r['rps']:>8.0f} {fmt_us(r['p50']):>9} "
+                      f"{fmt_us(r['p99']):>9} {r['rss']:>5.1f} MiB")
+                if r["errors"]:
+                    print(f"{'':>9}{r['errors']}")
+                if name == "python, our world" and mode == "reuse":
+                    v = targets.check("python, --instance-reuse: ≥ 10× 1,200 req/s", f"{r['rps']:.0f} req/s",
+                                      r["rps"] >= PYTHON_REUSE_TARGET)
+                    print(f"{'':>9}≥ {PYTHON_REUSE_TARGET} req/s: {v}")
+                report_and_truncate(host)
+        except (BadResponse, OSError) as e:
+            print(f"  {mode}: a request failed: {e}")
+        host.stop()
+
+
+def post(addr, path, body):
+    """POST `body`; raises BadResponse unless the answer is 2xx."""
+    with socket.create_connection(split_addr(addr), timeout=60) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        head = sock.recv(65536).split(b" ", 2)
+        if len(head) < 2 or not head[1].startswith(b"2"):
+            raise BadResponse(f"POST {path}: {b' '.join(head)[:200]!r}")
+
+
 def alive_check(host):
     try:
         secs, body = python_get(host.addr, "/hello-world")
@@ -955,7 +1028,7 @@ def parse_args():
     parser.add_argument("--examples", default=os.path.join(REPO, "examples", "routes"),
                         help="the example routes tree (default: %(default)s)")
     parser.add_argument("--target-dir", default=target_dir,
-                        help="cargo target dir; --vs-wasmtime builds bench/wasi-hello in its bench/ subdir")
+                        help="cargo target dir")
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"comma-separated sections to run, of {','.join(SECTIONS)} (default: all)")
     parser.add_argument("--secs", type=int, default=5, help="seconds of each wrk run (default: 5)")
@@ -963,7 +1036,7 @@ def parse_args():
     parser.add_argument("--hang-secs", type=float, default=20,
                         help="how long each request of the hang sections sleeps; longer than connecting them all (default: 20)")
     parser.add_argument("--vs-wasmtime", action="store_true",
-                        help="also run `wasmtime serve` with bench/wasi-hello in the hello section")
+                        help="also run `wasmtime serve` with the example wasi_hello (examples/handlers) in the hello section")
     args = parser.parse_args()
     for name in ("host", "native", "guests", "examples", "target_dir"):
         setattr(args, name, os.path.abspath(getattr(args, name)))
@@ -1018,6 +1091,8 @@ def main():
             section_hang(args, tmp, routes, targets)
         if "instances" in args.only:
             section_instances(args, tmp, routes, targets)
+        if "polyglot" in args.only:
+            section_polyglot(args, tmp, targets)
         targets.print_summary()
         print(f"\nmachine at the end: {machine()}")
     except KeyboardInterrupt as e:

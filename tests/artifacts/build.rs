@@ -87,6 +87,15 @@ fn main() {
         &routes,
     );
 
+    push_const(
+        &mut code,
+        "Where `make examples-polyglot` (run by `make test`) lays out the handlers written in \
+         Python and JavaScript (`examples/polyglot/build.sh`); not built by this script, which \
+         would need their toolchains and the network.",
+        "POLYGLOT_ROUTES",
+        &target_dir.parent().expect("the guests dir is inside the target dir").join("polyglot/routes"),
+    );
+
     let generated = out_dir.join("artifacts.rs");
     fs::write(&generated, code).unwrap_or_else(|e| panic!("cannot write {}: {e}", generated.display()));
 }

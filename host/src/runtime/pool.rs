@@ -193,7 +193,13 @@ impl PoolPlan {
             // live instances near 10,800 under the default vm.max_map_count; without them the
             // data segments are copied at instantiation. Hello world measured the same either
             // way (≈57k req/s, 64 connections, 2 cores), and so did RSS per instance (the image
-            // pages a guest reads count as resident too).
+            // pages a guest reads count as resident too). Interpreters with large images
+            // (componentize-py ≈18 MB, componentize-js ≈12 MB) were mixed, fresh instances, 2
+            // connections, three alternating runs: Python of our world 200 → 385 req/s with
+            // images, Python wasi:http 195 → 157, JavaScript 690 → 555; perf put half the time
+            // with images in TLB-shootdown IPIs from remapping them (`native_write_msr`,
+            // `smp_call_function_many_cond`) on this virtual machine. See README, *Handlers in
+            // other languages*.
             .memory_init_cow(false);
     }
 }

@@ -1,6 +1,9 @@
-//! `wasi:http/proxy` hello world for `wasmtime serve`: answers every request with
-//! `Hello world!` as `text/plain; charset=utf-8` and `Content-Length: 12`, the bytes the example
-//! `hello_world` answers on wasm-host, so the two servers send the same response.
+//! `GET /wasi-hello`: a standard `wasi:http/proxy` component, written with the `wasip2` crate
+//! alone (no wasm-host SDK), so it runs unchanged on any `wasi:http` host: wasm-host serves it
+//! from a routes folder like any handler, and `wasmtime serve` runs the same file (`make bench
+//! ARGS=--vs-wasmtime` compares them). It answers every request with `Hello world!` as
+//! `text/plain; charset=utf-8` and `Content-Length: 12`, the bytes the example `hello_world`
+//! answers, so the benchmark compares like with like.
 
 use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
