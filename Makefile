@@ -49,7 +49,7 @@ lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
-.PHONY: bench bench-native bench-reload bench-static bench-state test-guests
+.PHONY: bench bench-native bench-reload bench-static bench-state test-guests wasmtime-cli
 GUESTS := $(TARGET_DIR)/guests/wasm32-wasip2/release
 NATIVE_BIN := $(TARGET_DIR)/bench/release/bench-native
 
@@ -64,12 +64,19 @@ bench-reload: host test-guests
 bench-native:
 	CARGO_TARGET_DIR=$(TARGET_DIR)/bench $(CARGO) build --release --manifest-path bench/native/Cargo.toml
 
+# `wasmtime serve` for ARGS=--vs-wasmtime: the CLI of the wasmtime the host is built on, installed
+# under the target dir when no `wasmtime` is on PATH (a long build, once).
+WASMTIME_CLI := $(TARGET_DIR)/wasmtime-cli/bin/wasmtime
+wasmtime-cli:
+	@command -v wasmtime >/dev/null || [ -x $(WASMTIME_CLI) ] || \
+		$(CARGO) install wasmtime-cli --version 48.0.8 --locked --root $(TARGET_DIR)/wasmtime-cli
+
 # Benchmarks print figures; they assert nothing about speed.
 # bench: the host next to bench/native (hello world, 1 GiB streams, idle RSS, start-up, 10,000
 # suspended requests, 16,000 instances), each target of the performance issue beside its figure.
 # Options go in ARGS, e.g. make bench ARGS="--only streams --rounds 3" or ARGS=--vs-wasmtime;
 # python3 bench/run.py --help lists them.
-bench: build test-guests bench-native
+bench: build test-guests bench-native $(if $(findstring --vs-wasmtime,$(ARGS)),wasmtime-cli)
 	python3 bench/run.py --host $(HOST_BIN) --native $(NATIVE_BIN) --guests $(GUESTS) \
 		--examples examples/routes --target-dir $(TARGET_DIR) $(ARGS)
 

@@ -67,7 +67,7 @@ MAX_CONNECTING = 200
 INSTANCES_HANG_SECS = 50
 # --instance-reuse for the reuse rows of the hello section.
 REUSE = 1000
-WASMTIME_INSTALL = "cargo install wasmtime-cli --version 48.0.8 --locked"
+WASMTIME_INSTALL = "make wasmtime-cli, or cargo install wasmtime-cli --version 48.0.8 --locked"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,7 +444,8 @@ def start_native(args):
 
 
 def start_wasmtime(args, tmp):
-    wasmtime = shutil.which("wasmtime")
+    installed = os.path.join(args.target_dir, "wasmtime-cli", "bin")  # by `make wasmtime-cli`
+    wasmtime = shutil.which("wasmtime") or shutil.which("wasmtime", path=installed)
     if not wasmtime:
         print(f"  --vs-wasmtime: skipped, no `wasmtime` on PATH (install it with `{WASMTIME_INSTALL}`)")
         return None
