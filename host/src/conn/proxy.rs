@@ -205,7 +205,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             while !body_done && self.io.out.len() < STREAM_BATCH {
                 let pulled = match pending.take() {
                     Some(pulled) => pulled,
-                    None => match poll_fn(|cx| Poll::Ready(Pin::new(&mut out_body).poll_frame(cx))).await {
+                    // Unconstrained: tokio's cooperative budget would make the body channel
+                    // answer Pending now and then although a frame (or its end) is there, and
+                    // after the guest returned a Pending here means an unfinished body. The
+                    // loop is bounded by STREAM_BATCH.
+                    None => match tokio::task::unconstrained(poll_fn(|cx| {
+                        Poll::Ready(Pin::new(&mut out_body).poll_frame(cx))
+                    }))
+                    .await
+                    {
                         Poll::Ready(pulled) => pulled,
                         Poll::Pending => break,
                     },

@@ -130,7 +130,12 @@ impl Body for IncomingBody {
             }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
-                self.demand.notify_one();
+                // tokio's cooperative budget can answer Pending with a piece still queued (the
+                // task is woken again at once): asking for another piece then would find no
+                // room for it, so ask only when the channel is really empty.
+                if self.pieces.is_empty() {
+                    self.demand.notify_one();
+                }
                 Poll::Pending
             }
         }
