@@ -279,6 +279,19 @@ fn invalid_response_header_from_guest_is_500() {
 }
 
 #[test]
+fn a_status_outside_200_to_599_from_a_guest_is_a_500_and_599_is_sent() {
+    let t = Tree::new(&[("bad/GET.wasm", a::BAD_HEADER)]);
+    let s = Server::start(t.path(), &[]);
+    for status in [100, 101, 199, 600, 700, 999, 1000] {
+        let r = raw(&s, format!("GET /bad?status={status} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
+        assert_eq!(r.status, 500, "status {status} was sent as it is");
+        assert!(!r.text().contains("should not be sent"), "{status}: {}", r.text());
+    }
+    let r = raw(&s, b"GET /bad?status=599 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!((r.status, r.text().as_str()), (599, "should not be sent"));
+}
+
+#[test]
 fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let s = Server::start(Path::new(a::EXAMPLE_ROUTES), &[]);
     let mut c = s.connect();

@@ -30,7 +30,8 @@ pub enum ResponseFraming {
 /// A response head the codec refuses to write.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ResponseError {
-    /// The status is outside `200..=999` (1xx responses are not the handler's to send).
+    /// The status is outside `200..=599`: 1xx responses are not the handler's to send, and
+    /// RFC 9110 §15 defines no code above 599.
     #[error("invalid response status {0}")]
     InvalidStatus(u16),
     /// A header name is not a token, or its value holds CR, LF, NUL or another control
@@ -87,7 +88,7 @@ pub const ERROR_MARKER: &str = "wasm-host-error";
 ///
 /// # Errors
 ///
-/// [`ResponseError`] for a status outside `200..=999`, an invalid header name or value,
+/// [`ResponseError`] for a status outside `200..=599`, an invalid header name or value,
 /// chunked framing for an HTTP/1.0 request, or framing for a status that cannot have a body
 /// (204, 304). Nothing is appended then.
 pub fn encode_head<'h>(
@@ -98,7 +99,7 @@ pub fn encode_head<'h>(
     framing: ResponseFraming,
     keep_alive: bool,
 ) -> Result<(), ResponseError> {
-    if !(200..=999).contains(&status) {
+    if !(200..=599).contains(&status) {
         return Err(ResponseError::InvalidStatus(status));
     }
     if !status_allows_body(status) && framing != ResponseFraming::NoBody {
@@ -192,7 +193,7 @@ fn push_host_head(
     extra: &[(&str, &str)],
     close: bool,
 ) {
-    debug_assert!((200..=999).contains(&status) && status_allows_body(status));
+    debug_assert!((200..=599).contains(&status) && status_allows_body(status));
     out.reserve(160 + len as usize);
     push_status_line(out, status);
     push_date(out);
@@ -582,12 +583,12 @@ mod tests {
 
     #[test]
     fn status_range() {
-        for status in [0, 99, 100, 101, 199, 1000, u16::MAX] {
+        for status in [0, 99, 100, 101, 199, 600, 999, 1000, u16::MAX] {
             let e = head(Version::Http11, status, &[], ResponseFraming::Length(0), true);
             assert_eq!(e, Err(ResponseError::InvalidStatus(status)));
         }
         assert!(head(Version::Http11, 200, &[], ResponseFraming::Length(0), true).is_ok());
-        assert!(head(Version::Http11, 999, &[], ResponseFraming::Length(0), true).is_ok());
+        assert!(head(Version::Http11, 599, &[], ResponseFraming::Length(0), true).is_ok());
     }
 
     #[test]
