@@ -51,6 +51,24 @@ fn malformed_requests_get_their_status_and_close() {
 }
 
 #[test]
+fn a_later_http_1_minor_version_is_served_as_http_1_1_with_keep_alive() {
+    let (_t, s) = server();
+    let mut c = s.connect();
+    // RFC 9110 §2.5; pipelined, so the second answer shows the connection was kept.
+    c.write_all(b"GET /x HTTP/1.2\r\nHost: a\r\n\r\nGET /x HTTP/1.9\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(c);
+    for _ in 0..2 {
+        let resp = read_response(&mut r, false).expect("a response");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert!(resp.text().contains("HTTP/1.1"), "the handler sees HTTP/1.1: {}", resp.text());
+    }
+    assert!(is_closed(&mut r), "connection: close was honoured");
+    // Without Host, HTTP/1.1's rule applies.
+    rejects(&s, b"GET /x HTTP/1.3\r\n\r\n", 400);
+}
+
+#[test]
 fn chunked_body_over_the_limit_is_413() {
     let (_t, s) = server();
     let mut req = b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();

@@ -163,7 +163,38 @@ pub fn parse_head(buf: &[u8], limits: &HttpLimits) -> Result<Option<(RequestHead
             }
             incomplete(buf, limits)
         }
+        Err(httparse::Error::Version) => match later_minor_version(&req, rest) {
+            // RFC 9110 §2.5: a higher minor version is processed as the highest one we
+            // implement. httparse knows only 1.0 and 1.1, so parse a copy that says 1.1.
+            Some(LaterMinor::At(offset)) => {
+                let mut copy = buf[..start + window.len()].to_vec();
+                copy[start + offset] = b'1';
+                parse_head(&copy, limits)
+            }
+            Some(LaterMinor::Incomplete) => incomplete(buf, limits),
+            None => Err(version_error(&req, rest)),
+        },
         Err(e) => Err(map_httparse_error(e, &req, rest)),
+    }
+}
+
+/// Where a request line says `HTTP/1.x` with a single digit x from 2 to 9.
+enum LaterMinor {
+    /// x is at this offset of the request line, and the line ends after it.
+    At(usize),
+    /// The line has not arrived past x yet.
+    Incomplete,
+}
+
+fn later_minor_version(req: &httparse::Request<'_, '_>, rest: &[u8]) -> Option<LaterMinor> {
+    let (method, target) = (req.method?, req.path?);
+    let at = method.len() + target.len() + 2;
+    match rest.get(at..)? {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9'] => Some(LaterMinor::Incomplete),
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9', b'\r' | b'\n', ..] => {
+            Some(LaterMinor::At(at + "HTTP/1.".len()))
+        }
+        _ => None,
     }
 }
 
@@ -220,9 +251,10 @@ fn map_httparse_error(e: httparse::Error, req: &httparse::Request<'_, '_>, rest:
     }
 }
 
-/// httparse only knows `HTTP/1.0` and `HTTP/1.1`. A request line naming major version 2 or
-/// higher is well-formed HTTP but not ours to serve: 505 (RFC 9110 §15.6.6). Anything else
-/// (`HTTP/1.2`, `http/1.1`, `HTTP/0.9`, garbage) is a bad request.
+/// httparse only knows `HTTP/1.0` and `HTTP/1.1` (`HTTP/1.2`–`HTTP/1.9` are handled as 1.1
+/// before this). A request line naming major version 2 or higher is well-formed HTTP but not
+/// ours to serve: 505 (RFC 9110 §15.6.6). Anything else (`http/1.1`, `HTTP/0.9`, `HTTP/1.10`,
+/// garbage) is a bad request.
 fn version_error(req: &httparse::Request<'_, '_>, rest: &[u8]) -> RequestError {
     if let (Some(method), Some(target)) = (req.method, req.path) {
         let version = rest.get(method.len() + target.len() + 2..).unwrap_or_default();
@@ -689,8 +721,19 @@ mod tests {
     }
 
     #[test]
+    fn a_later_minor_version_is_handled_as_http_1_1() {
+        let request = b"GET /a?b HTTP/1.2\r\nHost: h\r\n\r\nGET";
+        let (head, consumed) = ok(request);
+        assert_eq!((head.version, head.path.as_str(), consumed), (Version::Http11, "/a", request.len() - 3));
+        assert_eq!(ok(b"\r\nPOST / HTTP/1.9\nHost: h\n\n").0.version, Version::Http11);
+        // Still arriving: wait for the rest of the line.
+        assert!(matches!(parse(b"GET / HTTP/1.2"), Ok(None)));
+        // HTTP/1.1 rules apply: no Host is a 400.
+        bad(b"GET / HTTP/1.3\r\n\r\n");
+    }
+
+    #[test]
     fn other_versions_are_400() {
-        bad(b"GET / HTTP/1.2\r\nHost: h\r\n\r\n");
         bad(b"GET / HTTP/0.9\r\n\r\n");
         bad(b"GET / http/1.1\r\nHost: h\r\n\r\n");
         bad(b"GET / HTTP/1.10\r\nHost: h\r\n\r\n");
