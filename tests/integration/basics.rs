@@ -269,6 +269,22 @@ fn guest_output_is_logged_with_its_route() {
 }
 
 #[test]
+fn control_characters_in_guest_output_are_logged_escaped() {
+    let t = Tree::new(&[("talk/GET.wasm", a::LOGS)]);
+    let s = Server::start(t.path(), &[]);
+    assert_eq!(get(&s, "/talk?hostile").0, 200);
+    assert!(s.wait_for_log("covered", std::time::Duration::from_secs(5)), "{}", s.log());
+    let log = s.log();
+    let line = log.lines().find(|l| l.contains("covered")).unwrap();
+    assert!(
+        line.contains(r"[GET /talk] covered\rhidden \x1b[31mred\x1b[0m \u{9b}2J nul\x00 bell\x07 tab	end"),
+        "{line:?}"
+    );
+    // Only the host's own colours remain (stripped by the test's reader): no raw control byte.
+    assert!(!line.chars().any(|c| c.is_control() && c != '\t'), "{line:?}");
+}
+
+#[test]
 fn invalid_response_header_from_guest_is_500() {
     let t = Tree::new(&[("bad/GET.wasm", a::BAD_HEADER), ("ok/GET.wasm", a::EXAMPLE_HELLO_WORLD)]);
     let s = Server::start(t.path(), &[]);

@@ -179,6 +179,27 @@ impl StdoutStream for GuestLog {
     }
 }
 
+/// `line` with its control characters but TAB written as escapes (`\r`, `\x1b`, `\u{9b}`), so
+/// guest output cannot move the terminal's cursor over the route prefix, colour the log or
+/// forge a line. Borrowed when there is nothing to escape (the usual case).
+fn escape_controls(line: &str) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write as _;
+    if !line.chars().any(|c| c.is_control() && c != '\t') {
+        return line.into();
+    }
+    let mut escaped = String::with_capacity(line.len() + 8);
+    for c in line.chars() {
+        match c {
+            '\t' => escaped.push(c),
+            '\r' => escaped.push_str("\\r"),
+            c if c.is_ascii_control() => write!(escaped, "\\x{:02x}", c as u32).expect("writing to a String"),
+            c if c.is_control() => write!(escaped, "\\u{{{:x}}}", c as u32).expect("writing to a String"),
+            c => escaped.push(c),
+        }
+    }
+    escaped.into()
+}
+
 /// Longest line kept before it is logged in pieces, so a guest cannot grow host memory by
 /// printing without newlines.
 const MAX_LINE: usize = 16 * 1024;
@@ -194,7 +215,8 @@ struct LineLogger {
 impl LineLogger {
     fn emit(&mut self, line: &[u8]) {
         let line = String::from_utf8_lossy(line);
-        let line = line.trim_end_matches('\r');
+        let line = escape_controls(line.trim_end_matches('\r'));
+        let line = line.as_ref();
         // Blank lines say nothing (Rust's panic report starts with one).
         if line.is_empty() || self.log.panic.clone().is_some_and(|slot| self.catch_panic(&slot, line)) {
             tracing::debug!(target: "guest", stream = %self.log.stream, "[{}] {line}", self.log.route);
