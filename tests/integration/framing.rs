@@ -69,6 +69,20 @@ fn a_later_http_1_minor_version_is_served_as_http_1_1_with_keep_alive() {
 }
 
 #[test]
+fn chunk_extensions_over_16_kib_in_one_body_are_400_though_each_line_is_short() {
+    let (_t, s) = server();
+    let chunk = format!("1;{}\r\nx\r\n", "e".repeat(1023));
+    let body = |chunks: usize| format!("{}0\r\n\r\n", chunk.repeat(chunks));
+    let request = |chunks: usize| {
+        format!("POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{}", body(chunks))
+    };
+    // 16 KiB in total is accepted (16 body bytes arrive), one more chunk is not.
+    let ok = raw(&s, request(16).as_bytes()).expect("a response");
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    rejects(&s, request(17).as_bytes(), 400);
+}
+
+#[test]
 fn chunked_body_over_the_limit_is_413() {
     let (_t, s) = server();
     let mut req = b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();

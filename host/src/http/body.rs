@@ -17,6 +17,12 @@ use super::syntax::{is_field_value_byte, is_qdtext, is_tchar};
 /// client sending more than this is wasting our time or probing for parser differences.
 pub const MAX_CHUNK_SIZE_LINE: usize = 4 * 1024;
 
+/// Most bytes of chunk extensions accepted in one body, all size lines together: 16 KiB
+/// (RFC 9112 §7.1.1: a server ought to limit them). Each line may hold up to
+/// [`MAX_CHUNK_SIZE_LINE`], but a client repeating tiny chunks with long extensions would
+/// otherwise make the host parse bytes that carry no body without end.
+pub const MAX_CHUNK_EXTENSIONS: usize = 16 * 1024;
+
 /// Largest trailer section accepted after the last chunk, in bytes: 8 KiB.
 ///
 /// Trailers are validated and discarded; the cap keeps a client from streaming an endless
@@ -41,6 +47,8 @@ pub struct BodyDecoder {
     state: State,
     /// Body bytes handed out so far.
     received: u64,
+    /// Bytes of chunk extensions seen so far (see [`MAX_CHUNK_EXTENSIONS`]).
+    extension_bytes: usize,
     max_body: Option<u64>,
 }
 
@@ -140,7 +148,7 @@ impl BodyDecoder {
             BodyFraming::Length(n) => State::Length(n),
             BodyFraming::Chunked => State::Chunked(Chunked::new_size()),
         };
-        Self { state, received: 0, max_body }
+        Self { state, received: 0, extension_bytes: 0, max_body }
     }
 
     /// Examines `input` (the bytes received and not yet consumed). Returns
@@ -214,6 +222,18 @@ impl BodyDecoder {
                 return Ok((pos, Decoded::NeedMore));
             };
             pos += 1;
+            // Every byte of a size line after the size is chunk extensions (or BWS before them).
+            let in_extensions = match state {
+                Chunked::Line { .. } => b != b'\r',
+                Chunked::Size { digits, .. } => digits > 0 && matches!(b, b';' | b' ' | b'\t'),
+                _ => false,
+            };
+            if in_extensions {
+                self.extension_bytes += 1;
+                if self.extension_bytes > MAX_CHUNK_EXTENSIONS {
+                    return Err(RequestError::BadRequest("chunked: chunk extensions too large in total"));
+                }
+            }
             match self.step(state, b)? {
                 Some(next) => state = next,
                 None => {
@@ -672,6 +692,26 @@ mod tests {
                 chunked(&input)
             );
         }
+    }
+
+    #[test]
+    fn chunk_extensions_are_bounded_in_total_not_only_per_line() {
+        // 1 KiB of extensions per chunk, each line well under MAX_CHUNK_SIZE_LINE.
+        let ext = [&b";"[..], &vec![b'e'; 1023]].concat();
+        let body = |chunks: usize| {
+            let mut input = Vec::new();
+            for _ in 0..chunks {
+                input.extend_from_slice(&[&b"1"[..], &ext, b"\r\nx\r\n"].concat());
+            }
+            input.extend_from_slice(b"0\r\n\r\n");
+            input
+        };
+        let at_limit = MAX_CHUNK_EXTENSIONS / ext.len();
+        assert_eq!(chunked(&body(at_limit)).map(|(data, _)| data.len()), Ok(at_limit));
+        assert_eq!(
+            chunked(&body(at_limit + 1)),
+            Err(RequestError::BadRequest("chunked: chunk extensions too large in total"))
+        );
     }
 
     #[test]
