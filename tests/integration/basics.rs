@@ -308,6 +308,24 @@ fn a_status_outside_200_to_599_from_a_guest_is_a_500_and_599_is_sent() {
 }
 
 #[test]
+fn a_response_head_over_64_kib_is_a_500_and_the_connection_goes_on() {
+    let t = Tree::new(&[("bad/GET.wasm", a::BAD_HEADER)]);
+    let s = Server::start(t.path(), &[]);
+    let mut conn = BufReader::new(s.connect());
+    for (query, status) in [
+        ("fields=1&size=2000000", 500), // one 2 MB value
+        ("fields=10000&size=1", 500),   // 10,000 fields
+        ("fields=100&size=100", 200),   // ≈11 KiB: fine
+    ] {
+        conn.get_mut().write_all(format!("GET /bad?{query} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
+        let r = read_response(&mut conn, false).expect("an answer on the same connection");
+        assert_eq!(r.status, status, "{query}");
+        assert!(r.headers.len() < 200, "{query}: none of a refused head is sent");
+    }
+    assert!(s.wait_for_log("response head over 64 KiB", std::time::Duration::from_secs(5)), "{}", s.log());
+}
+
+#[test]
 fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let s = Server::start(Path::new(a::EXAMPLE_ROUTES), &[]);
     let mut c = s.connect();

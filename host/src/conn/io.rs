@@ -19,6 +19,11 @@ const HEAD_READ: usize = 2 * 1024;
 /// Room made for each read of request body bytes: large reads keep uploads fast.
 const BODY_READ: usize = 16 * 1024;
 
+/// Capacity a connection's buffers may keep between requests; a larger one (grown by a large
+/// head, a gathered stream write or a body read) is given back when the connection goes idle,
+/// so a keep-alive connection does not hold what one response needed.
+const KEEP_BETWEEN_REQUESTS: usize = 64 * 1024;
+
 /// A connection's stream with its buffers.
 pub(super) struct Io<S> {
     stream: S,
@@ -31,6 +36,17 @@ pub(super) struct Io<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     pub(super) fn new(stream: S) -> Self {
         Self { stream, buf: BytesMut::with_capacity(HEAD_READ), out: Vec::with_capacity(512) }
+    }
+
+    /// Gives back buffer capacity over [`KEEP_BETWEEN_REQUESTS`]; call between requests.
+    pub(super) fn shrink(&mut self) {
+        if self.out.capacity() > KEEP_BETWEEN_REQUESTS {
+            self.out = Vec::with_capacity(512);
+        }
+        if self.buf.capacity() > KEEP_BETWEEN_REQUESTS && self.buf.len() <= HEAD_READ {
+            let kept = BytesMut::from(&self.buf[..]);
+            self.buf = kept;
+        }
     }
 
     /// Reads more bytes into the buffer (a request head, or anything while watching the
@@ -181,5 +197,23 @@ mod tests {
         assert_eq!(&io.buf[..], b"GET / HTTP/1.1\r\n", "the bytes are kept for the next request");
         drop(b);
         assert!(io.client_closed().await);
+    }
+
+    #[test]
+    fn buffers_grown_by_one_request_are_given_back_between_requests() {
+        let (a, _b) = tokio::io::duplex(64);
+        let mut io = Io::new(a);
+        io.out.reserve(1 << 20);
+        io.buf.reserve(1 << 20);
+        io.buf.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        io.shrink();
+        assert!(io.out.capacity() <= KEEP_BETWEEN_REQUESTS, "{}", io.out.capacity());
+        assert!(io.buf.capacity() <= KEEP_BETWEEN_REQUESTS, "{}", io.buf.capacity());
+        assert_eq!(&io.buf[..], b"GET / HTTP/1.1\r\n", "pipelined bytes are kept");
+        // Buffers of ordinary size are left alone (no reallocation per request).
+        io.out.reserve(8 << 10);
+        let before = io.out.as_ptr();
+        io.shrink();
+        assert_eq!(io.out.as_ptr(), before);
     }
 }

@@ -88,6 +88,7 @@ where
         {
             break;
         }
+        conn.io.shrink();
     }
     conn.io.shutdown().await;
 }

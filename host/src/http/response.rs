@@ -49,7 +49,15 @@ pub enum ResponseError {
     /// have content (1xx, 204, 304); [`plan_response`](super::plan_response) decides this.
     #[error("status {0} cannot have a body")]
     BodyNotAllowed(u16),
+    /// The head would be larger than [`MAX_RESPONSE_HEAD`].
+    #[error("response head over {} KiB", MAX_RESPONSE_HEAD / 1024)]
+    HeadTooLarge,
 }
+
+/// Largest response head a handler may send, status line and fields together: 64 KiB.
+/// Clients and proxies refuse far less (nginx reads 4–8 KiB of upstream head by default), and
+/// the head is built in host memory outside the handler's `--max-memory`.
+pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 /// Written after each chunk's data.
 pub const CHUNK_TRAILER: &[u8] = b"\r\n";
@@ -120,6 +128,11 @@ pub fn encode_head<'h>(
         }
         if HOST_OWNED_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
             continue;
+        }
+        // Checked before copying, so a huge field never grows the buffer.
+        if out.len() - start + name.len() + value.len() + 4 > MAX_RESPONSE_HEAD {
+            out.truncate(start);
+            return Err(ResponseError::HeadTooLarge);
         }
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
@@ -589,6 +602,37 @@ mod tests {
         }
         assert!(head(Version::Http11, 200, &[], ResponseFraming::Length(0), true).is_ok());
         assert!(head(Version::Http11, 599, &[], ResponseFraming::Length(0), true).is_ok());
+    }
+
+    #[test]
+    fn a_head_over_the_limit_is_refused_before_it_grows_the_buffer() {
+        let big = vec![b'v'; MAX_RESPONSE_HEAD];
+        let mut out = Vec::new();
+        let e = encode_head(
+            &mut out,
+            Version::Http11,
+            200,
+            [("x-big", &big[..])],
+            ResponseFraming::Length(0),
+            true,
+        );
+        assert_eq!((e, out.len()), (Err(ResponseError::HeadTooLarge), 0));
+        assert!(out.capacity() < MAX_RESPONSE_HEAD, "the value was never copied");
+        let many = vec![("x-field", &b"0123456789"[..]); MAX_RESPONSE_HEAD / 20];
+        let e = encode_head(&mut out, Version::Http11, 200, many, ResponseFraming::Length(0), true);
+        assert_eq!((e, out.len()), (Err(ResponseError::HeadTooLarge), 0));
+        let fine = vec![b'v'; 32 << 10];
+        assert!(
+            encode_head(
+                &mut out,
+                Version::Http11,
+                200,
+                [("x-ok", &fine[..])],
+                ResponseFraming::Length(0),
+                true
+            )
+            .is_ok()
+        );
     }
 
     #[test]
