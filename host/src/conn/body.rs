@@ -13,7 +13,7 @@ use super::failure::Failure;
 use super::io::Io;
 use crate::config::{STATIC_READ_CHUNK, STREAM_BATCH};
 use crate::http::{BodyEncoder, SSE_KEEPALIVE, SseEvent, encode_event};
-use crate::runtime::Instance;
+use crate::runtime::{GuestError, Instance};
 use crate::static_files::Part;
 
 /// Where the pieces of a streamed response body come from.
@@ -184,6 +184,14 @@ pub(super) async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// The first wait after an empty chunk ("nothing yet"); it doubles with each empty chunk in a
+/// row up to [`EMPTY_WAIT_MAX`], so a stream that keeps saying "nothing yet" costs the host
+/// next to no CPU instead of a spinning core.
+const EMPTY_WAIT_MIN: Duration = Duration::from_millis(1);
+
+/// The longest wait between two pulls of a stream handing out empty chunks.
+const EMPTY_WAIT_MAX: Duration = Duration::from_millis(100);
+
 /// [`pump`] for chunks and files: the pieces a source hands out without waiting are gathered
 /// into writes of up to [`STREAM_BATCH`] bytes; while the source waits for its next piece,
 /// what is gathered is written (so nothing is held back), and a piece that large on its own
@@ -196,6 +204,11 @@ async fn pump_batched<S: AsyncRead + AsyncWrite + Unpin>(
     wire: &mut u64,
 ) -> Result<(), Failure> {
     let mut batch = Batch::default();
+    // Since when the pulls in a row have brought only empty chunks, and the next wait.
+    let mut empty: Option<(Instant, Duration)> = None;
+    // Whether the socket is watched for the client leaving; not once it sent more bytes (a
+    // pipelined request, left in the buffer).
+    let mut watching = true;
     loop {
         if batch.unwritten() >= STREAM_BATCH {
             batch.write_out(io, wire).await?;
@@ -212,6 +225,34 @@ async fn pump_batched<S: AsyncRead + AsyncWrite + Unpin>(
                 written = batch.write_out(io, wire), if batch.unwritten() > 0 => written?,
             }
         };
+        if let Ok(Some(data)) = &piece {
+            if data.is_empty() {
+                // "Nothing yet": the stream must still bring a byte within --pull-timeout, and
+                // a client that leaves meanwhile is noticed.
+                let (since, wait) = *empty.get_or_insert((Instant::now(), EMPTY_WAIT_MIN));
+                if since.elapsed() >= pull_timeout {
+                    batch.write_out(io, wire).await?;
+                    return Err(GuestError::Deadline.into());
+                }
+                batch.write_out(io, wire).await?;
+                let sleep = tokio::time::sleep(wait);
+                tokio::pin!(sleep);
+                loop {
+                    tokio::select! {
+                        () = &mut sleep => break,
+                        closed = io.client_closed(), if watching => {
+                            if closed {
+                                return Err(Failure::ClientGone);
+                            }
+                            watching = false;
+                        }
+                    }
+                }
+                empty = Some((since, (wait * 2).min(EMPTY_WAIT_MAX)));
+                continue;
+            }
+            empty = None;
+        }
         let step = match piece {
             Ok(Some(data)) if batch.unwritten() == 0 && data.len() >= STREAM_BATCH => {
                 write_piece(io, encoder, data, wire).await

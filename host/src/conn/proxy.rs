@@ -218,6 +218,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         Poll::Pending => break,
                     },
                 };
+                // An empty piece is no progress: a guest writing nothing in a loop stays under
+                // the CPU budget it is burning.
+                let empty =
+                    matches!(&pulled, Some(Ok(frame)) if frame.data_ref().is_some_and(Bytes::is_empty));
                 match add_piece(&mut self.io.out, &mut encoder, pulled) {
                     Ok(done) => body_done = done,
                     Err(failure) => {
@@ -225,7 +229,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         break;
                     }
                 }
-                progress.step();
+                if !empty {
+                    progress.step();
+                }
             }
             if !self.io.out.is_empty() {
                 if self.io.write_out_with(&[]).await.is_err() {

@@ -3,7 +3,9 @@
 //! pull costs one copy of it (the SDK hands the host an owned `Vec`), never a loop over bytes:
 //! what is measured is the host's streaming, not the guest's work. With `?chunked` the same
 //! bytes come as a chunked stream. `?pause_ms=N` sleeps N ms before every chunk but the first
-//! (for the test that streamed chunks are never held back). A non-numeric size is a 400.
+//! (for the test that streamed chunks are never held back). `?empty=N` hands out N empty
+//! chunks ("nothing yet") after the first, `?empty=forever` nothing but empty chunks after it.
+//! A non-numeric size is a 400.
 
 use wasm_host_sdk::prelude::*;
 
@@ -23,6 +25,23 @@ fn fill(req: Request) -> Result<Response, HttpError> {
         }
         chunk
     });
+    let empties = match req.query("empty").as_deref() {
+        None => Some(0),
+        Some("forever") => None,
+        Some(n) => Some(n.parse()?),
+    };
+    let chunks: Box<dyn Iterator<Item = Vec<u8>>> = match empties {
+        Some(0) => Box::new(chunks),
+        Some(n) => {
+            let mut chunks = chunks;
+            let first = chunks.next();
+            Box::new(first.into_iter().chain(std::iter::repeat_n(Vec::new(), n)).chain(chunks))
+        }
+        None => {
+            let mut chunks = chunks;
+            Box::new(chunks.next().into_iter().chain(std::iter::repeat(Vec::new())))
+        }
+    };
     if req.query("chunked").is_some() {
         return Ok(Response::chunked(chunks));
     }

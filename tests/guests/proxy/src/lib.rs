@@ -11,6 +11,7 @@
 //! - `outgoing`: tries an outgoing request and answers what it got;
 //! - `short`: declares 10 bytes, writes 5 and finishes (the body must fail);
 //! - `unfinished`: sets a chunked response, writes a piece and returns without `finish`;
+//! - `empty_loop`: sets a chunked response, writes a piece, then writes empty pieces forever;
 //! - `count`: answers how many requests this instance served (1 unless instances are reused);
 //! - `sandbox`: tries files, environment and sockets and answers what it could reach.
 
@@ -84,6 +85,17 @@ impl wasip2::exports::http::incoming_handler::Guest for Proxy {
                 write_all(&stream, b"12345");
                 drop(stream);
                 let _ = OutgoingBody::finish(body, None);
+            }
+            "empty_loop" => {
+                let (_body, stream) = start(out, 200, None);
+                write_all(&stream, b"part of a body");
+                loop {
+                    if stream.check_write().is_ok_and(|room| room > 0) {
+                        let _ = stream.write(&[]);
+                    } else {
+                        stream.subscribe().block();
+                    }
+                }
             }
             "unfinished" => {
                 let (body, stream) = start(out, 200, None);
