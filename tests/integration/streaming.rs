@@ -451,16 +451,6 @@ fn gathered_writes_keep_every_byte_and_chunk_boundary() {
     assert_eq!(resp.body.len(), length);
 }
 
-/// Reads until the server closes the connection; `None` if it stays open past `timeout`.
-fn read_until_closed(r: &mut impl Read, timeout: Duration, conn: &std::net::TcpStream) -> Option<Vec<u8>> {
-    conn.set_read_timeout(Some(timeout)).unwrap();
-    let mut got = Vec::new();
-    match r.read_to_end(&mut got) {
-        Ok(_) => Some(got),
-        Err(_) => None,
-    }
-}
-
 #[test]
 fn a_stream_of_empty_chunks_waits_between_pulls_and_is_cut_off_at_the_pull_timeout() {
     let t = Tree::new(&[("fill/{bytes}/GET.wasm", a::FILL)]);
@@ -477,10 +467,8 @@ fn a_stream_of_empty_chunks_waits_between_pulls_and_is_cut_off_at_the_pull_timeo
 
     // Nothing but empty chunks after the first: the connection is aborted once the stream
     // has brought nothing for --pull-timeout (it used to spin a core for ever).
-    let c = s.connect();
-    (&c).write_all(b"GET /fill/1000000?chunked&empty=forever HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut r = BufReader::new(c.try_clone().unwrap());
-    let got = read_until_closed(&mut r, Duration::from_secs(30), &c).expect("the connection was closed");
+    let got = raw_until_closed(&s, b"GET /fill/1000000?chunked&empty=forever HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("the connection was closed");
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n") && !text.ends_with("0\r\n\r\n"), "{:.200}", text);
     assert!(s.wait_for_log("response body aborted", Duration::from_secs(10)), "{}", s.log());

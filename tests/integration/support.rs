@@ -290,6 +290,16 @@ pub fn raw_all(server: &Server, request: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Sends raw bytes and returns everything the server sends until it closes the connection;
+/// `None` if it is still open after the socket's read timeout (30 s). Unlike [`raw_all`],
+/// tells a close from a connection left open.
+pub fn raw_until_closed(server: &Server, request: &[u8]) -> Option<Vec<u8>> {
+    let mut s = server.connect();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok().map(|_| out)
+}
+
 /// Whether the server closed the connection: the next read sees end of stream or a reset.
 /// A read that times out (the socket's read timeout) means the connection is still open, and
 /// so does a byte arriving: both are `false`.
