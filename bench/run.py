@@ -868,11 +868,12 @@ def section_hang(args, tmp, routes, targets):
     count = 10_000
     path = f"/hang/{args.hang_secs:g}/x"
     print(f"\n== hang: {count} concurrent GET {path}, one connection each (Connection: close),")
-    print(f"   at most {MAX_CONNECTING} connects in flight; host --max-instances {count} --max-connections "
+    print(f"   at most {MAX_CONNECTING} connects in flight; host --max-instances {count} (and per route) --max-connections "
           f"{count + 1000}, default logging")
     log = os.path.join(tmp, "hang.log")
     host = start_host(args, routes, log,
-                      extra=("--max-instances", str(count), "--max-connections", str(count + 1000)))
+                      extra=("--max-instances", str(count), "--route-max-instances", str(count),
+                             "--max-connections", str(count + 1000)))
     if host is None:
         targets.check("10,000 suspended requests all answered", "host did not start", None)
         return
@@ -907,7 +908,8 @@ def section_instances(args, tmp, routes, targets):
           f"(--max-connections {count + 1000})")
     log = os.path.join(tmp, "instances.log")
     host = start_host(args, routes, log,
-                      extra=("--max-instances", str(cap), "--max-connections", str(count + 1000),
+                      extra=("--max-instances", str(cap), "--route-max-instances", str(cap),
+                             "--max-connections", str(count + 1000),
                              "--request-timeout", f"{hang_secs + 60:g}s"))
     if host is None:
         targets.check("16,000 live instances, clean 503 past the cap", "the host refused to start", False)

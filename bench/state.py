@@ -194,7 +194,7 @@ def main():
     procs = [redis]
     try:
         time.sleep(0.5)
-        many = ["--max-instances", "10500", "--max-connections", "12000", "--request-timeout", "180s"]
+        many = ["--max-instances", "10500", "--route-max-instances", "10500", "--max-connections", "12000", "--request-timeout", "180s"]
         embedded, addr_e = start_host(host_bin, routes, os.path.join(work, "state"), many)
         procs.append(embedded)
         redis_host, addr_r = start_host(host_bin, routes, f"redis://127.0.0.1:{redis_port}", many)

@@ -150,6 +150,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = config::DEFAULT_MAX_INSTANCES)]
     pub max_instances: u32,
 
+    /// Live instances one handler (one route and method) may hold at once, so a route whose
+    /// requests pile up cannot take the whole pool from the others; past it that route answers
+    /// 503 [default: half of --max-instances].
+    #[arg(long, value_name = "N")]
+    pub route_max_instances: Option<u32>,
+
     /// Requests one handler instance may serve one after another. 1 (the default) gives every
     /// request a fresh instance. Higher is faster, but the handler's global variables then
     /// persist from one request to the next; a failure, a reload or 10 s idle retire an instance.
@@ -183,6 +189,16 @@ pub struct RunArgs {
     /// Time a request body may stall without new bytes; then 408.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub body_timeout: Duration,
+
+    /// Time a response may wait for the client to read it; then the connection is closed.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub send_timeout: Duration,
+
+    /// Slowest average rate (bytes per second, e.g. 1KiB) at which a client may send a body or
+    /// read a response once --body-timeout or --send-timeout has passed: each such amount moved
+    /// earns one more second. Slower clients are cut off (408 for a body); 0 turns it off.
+    #[arg(long, default_value = "1KiB", value_parser = parse_size, value_name = "BYTES")]
+    pub min_rate: u64,
 
     /// Wall-clock time from request head to response head (all hooks); then 504.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -284,6 +300,7 @@ impl RunArgs {
         c.max_connections = self.max_connections;
         c.runtime.max_instances = self.max_instances;
         c.runtime.instance_reuse = self.instance_reuse;
+        c.runtime.route_max_instances = self.route_max_instances;
         c.http.max_body = match self.max_body {
             Limit::Bytes(n) => Some(n),
             Limit::Unlimited => None,
@@ -297,6 +314,8 @@ impl RunArgs {
         c.timeouts.header = self.header_timeout;
         c.timeouts.idle = self.idle_timeout;
         c.timeouts.body = self.body_timeout;
+        c.timeouts.send = self.send_timeout;
+        c.timeouts.min_rate = self.min_rate;
         c.timeouts.sse_keepalive = self.sse_keepalive;
         c.timeouts.shutdown_grace = self.shutdown_grace;
         c.runtime.request_timeout = self.request_timeout;

@@ -26,6 +26,12 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// `vm.max_map_count` allows about 16,000. Past it requests get 503.
 pub const DEFAULT_MAX_INSTANCES: u32 = 1_000;
 
+/// Share of `--max-instances`, in percent, that one handler (one route and method) may hold
+/// when `--route-max-instances` is not given. A route whose requests pile up (a slow handler, a
+/// flood of long polls) then leaves the other half of the pool to every other route, which keep
+/// answering instead of getting 503. A site that is one route can raise it to the whole pool.
+pub const DEFAULT_ROUTE_SHARE_PERCENT: u32 = 50;
+
 /// Time a client has to send a complete request head once it has started one (and for the first
 /// request, from the moment the connection is accepted). Bounds slowloris-style clients that
 /// trickle header bytes. Answered with 408.
@@ -38,6 +44,19 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time the body of a request may go without any new bytes arriving. A stalled upload frees its
 /// instance after this (408, connection closed).
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Time a response write may wait for the client to take bytes (nginx's `send_timeout` is 60 s);
+/// also the grace before `--min-rate` applies to a response. A client that stops reading, or
+/// reads a few bytes now and then (a slow-read attack), is cut off and its connection closed.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Slowest average rate, in bytes per second, at which a client may send a request body or read
+/// a response once the grace of `--body-timeout` / `--send-timeout` has been used up: each
+/// kibibyte moved earns one more second of waiting on the client (Apache's `mod_reqtimeout`
+/// allows 500 B/s). A client that trickles a few bytes every few seconds, which a timeout
+/// between reads never catches, is cut off (408 for a body). Only time spent waiting on the
+/// client counts, never time a handler takes.
+pub const DEFAULT_MIN_RATE: u64 = 1024;
 
 /// Wall-clock time a request may take from its head being read to its response head being ready
 /// (all hooks together, including time a guest spends sleeping). Streaming bodies are bounded per
@@ -115,6 +134,20 @@ pub struct RuntimeLimits {
     /// Requests one instance may serve one after another (`--instance-reuse`); 1, the default,
     /// is a fresh instance per request.
     pub instance_reuse: u32,
+    /// Live instances one handler may hold at once (`--route-max-instances`); `None` is
+    /// [`DEFAULT_ROUTE_SHARE_PERCENT`] of `max_instances`.
+    pub route_max_instances: Option<u32>,
+}
+
+impl RuntimeLimits {
+    /// Live instances one handler may hold at once: `--route-max-instances`, or its default
+    /// share of `--max-instances` (at least one), never more than `--max-instances`.
+    pub fn route_max_instances(&self) -> u32 {
+        let share = u64::from(self.max_instances) * u64::from(DEFAULT_ROUTE_SHARE_PERCENT) / 100;
+        self.route_max_instances
+            .unwrap_or(u32::try_from(share).unwrap_or(u32::MAX).max(1))
+            .min(self.max_instances)
+    }
 }
 
 impl Default for RuntimeLimits {
@@ -127,6 +160,7 @@ impl Default for RuntimeLimits {
             pull_timeout: DEFAULT_PULL_TIMEOUT,
             backtrace_details: false,
             instance_reuse: 1,
+            route_max_instances: None,
         }
     }
 }
@@ -138,8 +172,12 @@ pub struct Timeouts {
     pub header: Duration,
     /// Idle time between requests on a keep-alive connection.
     pub idle: Duration,
-    /// Idle time while reading a request body.
+    /// Idle time while reading a request body; the grace before `min_rate` applies to it.
     pub body: Duration,
+    /// Time a response write may wait on the client; the grace before `min_rate` applies.
+    pub send: Duration,
+    /// Slowest average rate (bytes per second) past the graces; 0 turns it off.
+    pub min_rate: u64,
     /// Idle time after which an SSE stream gets a keep-alive comment.
     pub sse_keepalive: Duration,
     /// Time in-flight requests get at shutdown.
@@ -152,6 +190,8 @@ impl Default for Timeouts {
             header: DEFAULT_HEADER_TIMEOUT,
             idle: DEFAULT_IDLE_TIMEOUT,
             body: DEFAULT_BODY_TIMEOUT,
+            send: DEFAULT_SEND_TIMEOUT,
+            min_rate: DEFAULT_MIN_RATE,
             sse_keepalive: DEFAULT_SSE_KEEPALIVE,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
@@ -274,12 +314,25 @@ impl Config {
         positive("--max-connections", self.max_connections as u64)?;
         positive("--max-instances", self.runtime.max_instances.into())?;
         positive("--instance-reuse", self.runtime.instance_reuse.into())?;
+        if let Some(cap) = self.runtime.route_max_instances {
+            positive("--route-max-instances", cap.into())?;
+            if cap > self.runtime.max_instances {
+                return Err(ConfigError {
+                    name: "--route-max-instances",
+                    reason: format!(
+                        "{cap} is more than --max-instances ({}); raise that too",
+                        self.runtime.max_instances
+                    ),
+                });
+            }
+        }
         positive("--max-headers", self.http.max_headers as u64)?;
         positive("--max-memory", self.runtime.max_memory)?;
         for (name, d) in [
             ("--header-timeout", self.timeouts.header),
             ("--idle-timeout", self.timeouts.idle),
             ("--body-timeout", self.timeouts.body),
+            ("--send-timeout", self.timeouts.send),
             ("--request-timeout", self.runtime.request_timeout),
             ("--pull-timeout", self.runtime.pull_timeout),
             ("--cpu-timeout", self.runtime.cpu_timeout),

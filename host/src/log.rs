@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
 use tracing_subscriber::EnvFilter;
@@ -19,8 +20,80 @@ use tracing_subscriber::EnvFilter;
 /// Log lines queued for the writer thread at most; past it, loggers wait (nothing is dropped).
 pub const LOG_QUEUE_LINES: usize = 8192;
 
+/// Bytes of guest output (stdout/stderr lines) that may wait for the writer thread: past it,
+/// guest lines are dropped and counted until the writer catches up, so a guest that floods its
+/// output while the log sink is slow cannot grow host memory (or stall the workers once the
+/// line queue is full). Host events and access lines are never dropped.
+pub const MAX_QUEUED_GUEST_BYTES: i64 = 4 << 20;
+
 /// Where access lines go once [`init`] ran, and whether they are coloured.
-static ACCESS: OnceLock<(NonBlocking, bool)> = OnceLock::new();
+static ACCESS: OnceLock<(Queue, bool)> = OnceLock::new();
+
+/// Bytes handed to the writer thread and not yet written by it.
+static QUEUED: AtomicI64 = AtomicI64::new(0);
+
+/// Bytes of guest output dropped since the last report of drops.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// The writer thread's queue, counting what goes in ([`QUEUED`]).
+#[derive(Clone)]
+struct Queue(NonBlocking);
+
+impl std::io::Write for Queue {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        QUEUED.fetch_add(buf.len() as i64, Ordering::Relaxed);
+        let written = self.0.write(buf);
+        let n = written.as_ref().map_or(0, |n| *n);
+        QUEUED.fetch_sub((buf.len() - n) as i64, Ordering::Relaxed);
+        written
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Queue {
+    type Writer = Queue;
+
+    fn make_writer(&'a self) -> Queue {
+        self.clone()
+    }
+}
+
+/// The writer thread's end: counts what leaves the queue.
+struct Drain<W>(W);
+
+impl<W: std::io::Write> std::io::Write for Drain<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.0.write(buf)?;
+        QUEUED.fetch_sub(n as i64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Whether a guest output line of `len` bytes may be logged now: false while the writer
+/// thread is more than [`MAX_QUEUED_GUEST_BYTES`] behind (the line is dropped and counted).
+/// The first line admitted after drops is preceded by a warning with the count.
+pub(crate) fn admit_guest_line(len: usize) -> bool {
+    if QUEUED.load(Ordering::Relaxed) + len as i64 > MAX_QUEUED_GUEST_BYTES {
+        DROPPED.fetch_add(len as u64, Ordering::Relaxed);
+        return false;
+    }
+    let dropped = DROPPED.swap(0, Ordering::Relaxed);
+    if dropped > 0 {
+        tracing::warn!(
+            target: "guest",
+            dropped_bytes = dropped,
+            "guest output dropped while the log writer was behind"
+        );
+    }
+    true
+}
 
 /// Sets up logging for the binary: `RUST_LOG` filters (default `info`), colours on a terminal.
 /// Keep the guard alive until exit: dropping it flushes what is queued.
@@ -35,7 +108,8 @@ pub fn init() -> WorkerGuard {
         // allocated up front (4 MiB, a quarter of an idle host's memory).
         .buffered_lines_limit(LOG_QUEUE_LINES)
         .thread_name("wasm-host-log")
-        .finish(std::io::BufWriter::with_capacity(64 << 10, std::io::stderr()));
+        .finish(Drain(std::io::BufWriter::with_capacity(64 << 10, std::io::stderr())));
+    let writer = Queue(writer);
     let ansi = std::io::stderr().is_terminal();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))

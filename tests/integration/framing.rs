@@ -165,3 +165,55 @@ fn connections_past_the_limit_wait_for_a_free_slot() {
     let resp = read_response(&mut BufReader::new(second), false).expect("served after the slot freed");
     assert_eq!(resp.status, 200);
 }
+
+#[test]
+fn a_body_trickled_below_the_minimum_rate_gets_408_though_no_read_times_out() {
+    let t = Tree::new(&[("x/ANY.wasm", a::INSPECT)]);
+    let s = Server::start(t.path(), &["--body-timeout", "1s"]);
+    let mut c = s.connect();
+    c.write_all(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n").unwrap();
+    // A byte every 300 ms never leaves a read waiting for --body-timeout, but is far below
+    // the default --min-rate of 1 KiB/s: after about a second of waiting the host answers 408
+    // and closes, long before the 100 bytes (30 s) are in.
+    let mut sent = 0;
+    let writer = c.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        let mut w = writer;
+        while sent < 100 && w.write_all(b"x").is_ok() {
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        sent
+    });
+    let mut r = BufReader::new(c);
+    let resp = read_response(&mut r, false).expect("an answer before the body is complete");
+    assert_eq!(resp.status, 408, "{}", resp.text());
+    assert!(is_closed(&mut r), "connection left open after 408");
+    assert!(trickle.join().unwrap() < 100, "the whole body was taken");
+}
+
+#[test]
+fn a_client_that_stops_reading_the_response_is_cut_off_at_the_send_timeout() {
+    let s = Server::start(std::path::Path::new(a::EXAMPLE_ROUTES), &["--send-timeout", "1s"]);
+    let mut c = s.connect();
+    // 1 GiB, and the client never reads: once the socket buffers are full, no write makes
+    // progress for a second and the host closes the connection (freeing the instance).
+    c.write_all(b"GET /blob/1073741824 HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    assert!(s.wait_for_log("client read the response too slowly", Duration::from_secs(30)), "{}", s.log());
+    // What was sent is readable, then the connection ends (EOF or reset, not a read timeout)
+    // without the rest.
+    let mut got = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match std::io::Read::read(&mut c, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += n as u64,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                panic!("the connection was left open after {got} bytes")
+            }
+            Err(_) => break,
+        }
+    }
+    assert!(got < 1 << 30, "the whole body arrived");
+    assert_eq!(get(&s, "/hello-world").0, 200);
+}

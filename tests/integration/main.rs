@@ -6,6 +6,7 @@ mod cli;
 mod dev;
 mod errors;
 mod framing;
+mod hostile;
 mod polyglot;
 mod reload;
 mod reuse;

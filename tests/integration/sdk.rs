@@ -273,13 +273,6 @@ fn malformed_bodies_are_400s_saying_why_never_a_panic() {
 }
 
 /// Reads a memory figure (`VmRSS`, `VmHWM`: KiB) of a process.
-fn memory_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line =
-        status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field} in {status}"));
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[test]
 fn multipart_upload_of_100_mib_streams_through_the_hook_in_bounded_memory() {
     const SIZE: usize = 100 << 20;

@@ -307,12 +307,6 @@ fn dotfiles_are_served_only_when_asked_for() {
 }
 
 /// The host's peak resident memory (VmHWM), in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[test]
 fn a_large_file_downloads_in_bounded_memory() {
     const SIZE: u64 = 96 << 20;

@@ -35,6 +35,23 @@ impl Server {
         args: &[&str],
         env: &[(&str, &std::ffi::OsStr)],
     ) -> Server {
+        Self::spawn(command, dir, args, env, None)
+    }
+
+    /// Starts `wasm-host run` like [`start`](Self::start) but leaves its stderr (the log)
+    /// unread until the returned sender is sent to or dropped: a log sink that has stalled.
+    pub fn start_with_stalled_log(routes: &Path, args: &[&str]) -> (Server, std::sync::mpsc::Sender<()>) {
+        let (release, gate) = std::sync::mpsc::channel();
+        (Self::spawn("run", routes, args, &[], Some(gate)), release)
+    }
+
+    fn spawn(
+        command: &str,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+        log_gate: Option<std::sync::mpsc::Receiver<()>>,
+    ) -> Server {
         // A compile cache shared by the test servers (not the user's): faster starts.
         let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compile-cache");
         let cache_args: &[&std::ffi::OsStr] = if args.iter().any(|a| a.contains("cache")) {
@@ -59,6 +76,9 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
         std::thread::spawn(move || {
+            if let Some(gate) = log_gate {
+                let _ = gate.recv();
+            }
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 let mut log = sink.lock().unwrap();
@@ -323,4 +343,17 @@ pub fn get(server: &Server, path: &str) -> (u16, String) {
     let mut resp = client().get(&server.url(path)).call().unwrap();
     let status = resp.status().as_u16();
     (status, resp.body_mut().read_to_string().unwrap())
+}
+
+/// A `/proc/PID/status` memory figure in KiB (`VmHWM:` peak RSS, `VmRSS:`, …).
+pub fn memory_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line =
+        status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field} in {status}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// The process's peak RSS in KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    memory_kib(pid, "VmHWM:")
 }

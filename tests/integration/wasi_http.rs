@@ -63,12 +63,6 @@ fn route_params_arrive_as_head_fields_and_forged_ones_are_stripped() {
 }
 
 /// The host's peak resident memory, in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[test]
 fn a_64_mib_body_is_echoed_back_as_it_streams_in_bounded_host_memory() {
     let t = proxy_tree();

@@ -307,11 +307,11 @@ impl Batch {
         wire: &mut u64,
     ) -> Result<(), Failure> {
         while self.written < self.bytes.len() {
-            let n = io.write_some(&self.bytes[self.written..]).await.map_err(|_| Failure::ClientGone)?;
+            let n = io.write_some(&self.bytes[self.written..]).await.map_err(|e| Failure::of_write(&e))?;
             self.written += n;
             *wire += n as u64;
         }
-        io.flush().await.map_err(|_| Failure::ClientGone)
+        io.flush().await.map_err(|e| Failure::of_write(&e))
     }
 }
 
@@ -359,7 +359,7 @@ pub(super) async fn write_piece<S: AsyncRead + AsyncWrite + Unpin>(
     wire: &mut u64,
 ) -> Result<(), Failure> {
     let framed = encoder.frame(data)?;
-    io.write_parts(framed.parts()).await.map_err(|_| Failure::ClientGone)?;
+    io.write_parts(framed.parts()).await.map_err(|e| Failure::of_write(&e))?;
     *wire += framed.wire_len() as u64;
     Ok(())
 }
@@ -371,7 +371,7 @@ pub(super) async fn end_body<S: AsyncRead + AsyncWrite + Unpin>(
     wire: &mut u64,
 ) -> Result<(), Failure> {
     let end = encoder.finish()?;
-    io.write_parts([end]).await.map_err(|_| Failure::ClientGone)?;
+    io.write_parts([end]).await.map_err(|e| Failure::of_write(&e))?;
     *wire += end.len() as u64;
     Ok(())
 }

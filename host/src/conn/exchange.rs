@@ -252,7 +252,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let response = match rendered {
             Ok(response) => response,
             // Overloaded: the plain answer, quietly (every busy request would log otherwise).
-            Err(GuestError::Busy) => return None,
+            Err(GuestError::Busy | GuestError::RouteBusy(_)) => return None,
             Err(e) => {
                 tracing::warn!(route = %label, "error page for {status} failed, sending the plain answer: {e}");
                 return None;
@@ -315,7 +315,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
                 Decoded::NeedMore => {
                     self.io.buf.advance(consumed);
-                    self.io.read_body_bytes(self.app.config.timeouts.body).await?;
+                    self.io.read_body_bytes().await?;
                 }
                 Decoded::Done => {
                     self.io.buf.advance(consumed);
@@ -329,7 +329,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Sends `100 Continue` if the client is waiting for it.
     pub(super) async fn send_continue(&mut self, body: &mut RequestBody) -> Result<(), Failure> {
         if body.awaiting_continue {
-            self.io.write_parts([CONTINUE_100]).await.map_err(|_| Failure::ClientGone)?;
+            self.io.write_parts([CONTINUE_100]).await.map_err(|e| Failure::of_write(&e))?;
             body.awaiting_continue = false;
         }
         Ok(())
@@ -362,9 +362,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             if decoder.received() - start > DRAIN_LIMIT {
                 return false;
             }
-            if matches!(step, Decoded::NeedMore)
-                && self.io.read_body_bytes(self.app.config.timeouts.body).await.is_err()
-            {
+            if matches!(step, Decoded::NeedMore) && self.io.read_body_bytes().await.is_err() {
                 return false;
             }
         }
@@ -425,7 +423,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Body::Full(bytes) if plan.send_body => bytes,
             _ => &[],
         };
-        if self.io.write_out_with(full).await.is_err() {
+        if let Err(e) = self.io.write_out_with(full).await {
+            Failure::of_write(&e).log(route, true);
             return Outcome { status, bytes: 0, next: Next::Close };
         }
         let mut wire = (self.io.out.len() + full.len()) as u64;
@@ -523,7 +522,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
                 Decoded::NeedMore => {
                     self.io.buf.advance(consumed);
-                    self.io.read_body_bytes(self.app.config.timeouts.body).await?;
+                    self.io.read_body_bytes().await?;
                 }
                 Decoded::Done => {
                     self.io.buf.advance(consumed);

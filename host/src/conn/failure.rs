@@ -25,6 +25,10 @@ pub(super) enum Failure {
     /// The client closed or reset the connection.
     #[error("client went away")]
     ClientGone,
+    /// The client took the response too slowly (`--send-timeout`, `--min-rate`): the
+    /// connection is closed.
+    #[error("client read the response too slowly (--send-timeout, --min-rate); connection closed")]
+    SendTimeout,
     /// The path cannot be routed safely (`.`/`..` segments, bad percent-encoding).
     #[error("bad request path")]
     BadPath,
@@ -109,7 +113,7 @@ impl Failure {
             Failure::MethodNotAllowed(allow) => {
                 Answer { extra: Some(("allow", allow.clone())), ..plain(405, "method not allowed", false) }
             }
-            Failure::Guest(GuestError::Busy | GuestError::Instantiate(_)) => {
+            Failure::Guest(GuestError::Busy | GuestError::RouteBusy(_) | GuestError::Instantiate(_)) => {
                 Answer { extra: Some(("retry-after", "1".into())), ..plain(503, "server busy", false) }
             }
             Failure::Unavailable(_) => plain(503, "handler unavailable", false),
@@ -133,8 +137,13 @@ impl Failure {
                 ..plain(416, "range not satisfiable", false)
             },
             Failure::FileRead(_) => plain(500, "internal server error", false),
-            Failure::ClientGone | Failure::HandlerClosed => return None,
+            Failure::ClientGone | Failure::SendTimeout | Failure::HandlerClosed => return None,
         })
+    }
+
+    /// The failure a response write ended with: the client went away, or read too slowly.
+    pub(super) fn of_write(e: &std::io::Error) -> Self {
+        if super::io::is_send_timeout(e) { Failure::SendTimeout } else { Failure::ClientGone }
     }
 
     /// `wasm-host dev`'s page for a failure the developer should see in full: the compiler's
@@ -175,7 +184,8 @@ impl Failure {
             Failure::ClientGone if head_sent => {
                 info!(route = %route, "client went away during the response body")
             }
-            Failure::Guest(GuestError::Busy) => warn!(route = %route, "{self}"),
+            Failure::SendTimeout => info!(route = %route, "{self}"),
+            Failure::Guest(GuestError::Busy | GuestError::RouteBusy(_)) => warn!(route = %route, "{self}"),
             Failure::Guest(_)
             | Failure::InvalidResponse(_)
             | Failure::InvalidEvent(_)
@@ -235,6 +245,7 @@ mod tests {
         assert_eq!(status(Failure::NotFound), Some(404));
         assert_eq!(status(Failure::MethodNotAllowed("GET".into())), Some(405));
         assert_eq!(status(Failure::Guest(GuestError::Busy)), Some(503));
+        assert_eq!(status(Failure::Guest(GuestError::RouteBusy(500))), Some(503));
         assert_eq!(status(Failure::Guest(GuestError::Instantiate("oom".into()))), Some(503));
         assert_eq!(status(Failure::Guest(GuestError::Deadline)), Some(504));
         assert_eq!(status(Failure::Guest(GuestError::CpuTimeout(Duration::from_secs(1)))), Some(504));

@@ -24,6 +24,63 @@ const BODY_READ: usize = 16 * 1024;
 /// so a keep-alive connection does not hold what one response needed.
 const KEEP_BETWEEN_REQUESTS: usize = 64 * 1024;
 
+/// How long the host may wait on a client in one direction during one request: at most `grace`
+/// at a time (nginx's timeouts between two reads or writes), and in total `grace` plus one
+/// second for every `min_rate` bytes moved so far (as Apache's `mod_reqtimeout` MinRate does).
+/// Only time spent waiting on the client counts: a handler that takes its time with a body, or
+/// a stream whose handler has nothing to send yet, costs the client nothing.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Pace {
+    grace: Duration,
+    /// Bytes per second; 0 turns the rate off (only `grace` per wait applies).
+    min_rate: u64,
+    waited: Duration,
+    moved: u64,
+}
+
+impl Pace {
+    pub(super) fn new(grace: Duration, min_rate: u64) -> Self {
+        Self { grace, min_rate, waited: Duration::ZERO, moved: 0 }
+    }
+
+    /// How much longer the host may wait now.
+    fn left(&self) -> Duration {
+        if self.min_rate == 0 {
+            return self.grace;
+        }
+        let earned = Duration::from_secs_f64(self.moved as f64 / self.min_rate as f64);
+        (self.grace + earned).saturating_sub(self.waited).min(self.grace)
+    }
+
+    fn restart(&mut self) {
+        self.waited = Duration::ZERO;
+        self.moved = 0;
+    }
+}
+
+/// One wait on the client, charged to its [`Pace`] when it ends, even by cancellation.
+struct Waiting<'a> {
+    pace: &'a mut Pace,
+    since: tokio::time::Instant,
+}
+
+impl<'a> Waiting<'a> {
+    fn start(pace: &'a mut Pace) -> Self {
+        Self { pace, since: tokio::time::Instant::now() }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.pace.waited += self.since.elapsed();
+    }
+}
+
+/// The error a write fails with when the client reads too slowly (`Failure::SendTimeout`).
+pub(super) fn is_send_timeout(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::TimedOut
+}
+
 /// A connection's stream with its buffers.
 pub(super) struct Io<S> {
     stream: S,
@@ -31,11 +88,27 @@ pub(super) struct Io<S> {
     pub(super) buf: BytesMut,
     /// Scratch space for encoding response heads.
     pub(super) out: Vec<u8>,
+    /// Waiting for request body bytes (`--body-timeout`, `--min-rate`).
+    reading: Pace,
+    /// Waiting for the client to take response bytes (`--send-timeout`, `--min-rate`).
+    writing: Pace,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
-    pub(super) fn new(stream: S) -> Self {
-        Self { stream, buf: BytesMut::with_capacity(HEAD_READ), out: Vec::with_capacity(512) }
+    pub(super) fn new(stream: S, reading: Pace, writing: Pace) -> Self {
+        Self {
+            stream,
+            buf: BytesMut::with_capacity(HEAD_READ),
+            out: Vec::with_capacity(512),
+            reading,
+            writing,
+        }
+    }
+
+    /// Starts the client's allowances afresh for the next request.
+    pub(super) fn restart_pace(&mut self) {
+        self.reading.restart();
+        self.writing.restart();
     }
 
     /// Gives back buffer capacity over [`KEEP_BETWEEN_REQUESTS`]; call between requests.
@@ -60,13 +133,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
         self.stream.read_buf(&mut self.buf).await
     }
 
-    /// Reads more request body bytes, failing when none arrive within `timeout` or the client
-    /// went away.
-    pub(super) async fn read_body_bytes(&mut self, timeout: Duration) -> Result<(), Failure> {
-        match tokio::time::timeout(timeout, self.read_with_room(BODY_READ)).await {
+    /// Reads more request body bytes, failing when none arrive within `--body-timeout`, when
+    /// the body has come slower than `--min-rate` for longer than that, or when the client went
+    /// away. Safe to cancel.
+    pub(super) async fn read_body_bytes(&mut self) -> Result<(), Failure> {
+        self.buf.reserve(BODY_READ);
+        let waiting = Waiting::start(&mut self.reading);
+        let limit = waiting.pace.left();
+        let read = tokio::time::timeout(limit, self.stream.read_buf(&mut self.buf)).await;
+        match read {
             Err(_) => Err(Failure::BodyTimeout),
             Ok(Ok(0) | Err(_)) => Err(Failure::ClientGone),
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(n)) => {
+                waiting.pace.moved += n as u64;
+                Ok(())
+            }
         }
     }
 
@@ -81,26 +162,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     /// Writes the encoded head in [`out`](Self::out) followed by `body`, in one write when the
     /// kernel allows.
     pub(super) async fn write_out_with(&mut self, body: &[u8]) -> io::Result<()> {
-        write_parts(&mut self.stream, [&self.out, body]).await
+        let Self { stream, out, writing, .. } = self;
+        write_parts(stream, writing, [out, body]).await
     }
 
     /// Writes every part, in order.
     pub(super) async fn write_parts<const N: usize>(&mut self, parts: [&[u8]; N]) -> io::Result<()> {
-        write_parts(&mut self.stream, parts).await
+        write_parts(&mut self.stream, &mut self.writing, parts).await
     }
 
     /// Writes some of `bytes` (at least one byte unless it is empty), returning how many. Safe
-    /// to cancel: a write either happened and is counted or did not happen.
+    /// to cancel: a write either happened and is counted or did not happen. Fails with a
+    /// [send timeout](is_send_timeout) when the client takes too long.
     pub(super) async fn write_some(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        match self.stream.write(bytes).await? {
-            0 if !bytes.is_empty() => Err(io::ErrorKind::WriteZero.into()),
-            n => Ok(n),
+        let waiting = Waiting::start(&mut self.writing);
+        let limit = waiting.pace.left();
+        match tokio::time::timeout(limit, self.stream.write(bytes)).await {
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+            Ok(Ok(0)) if !bytes.is_empty() => Err(io::ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => {
+                waiting.pace.moved += n as u64;
+                Ok(n)
+            }
+            Ok(Err(e)) => Err(e),
         }
     }
 
     /// Flushes what the stream buffers (a no-op on TCP; TLS records). Safe to cancel and retry.
     pub(super) async fn flush(&mut self) -> io::Result<()> {
-        self.stream.flush().await
+        let waiting = Waiting::start(&mut self.writing);
+        let limit = waiting.pace.left();
+        tokio::time::timeout(limit, self.stream.flush()).await.unwrap_or(Err(io::ErrorKind::TimedOut.into()))
     }
 
     /// Closes the write side, flushing what is buffered (a TLS close_notify, a TCP FIN).
@@ -110,29 +202,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
 }
 
 /// Writes every part, in order, with as few (vectored) writes as the stream allows, then
-/// flushes (a no-op on TCP; TLS streams buffer records).
+/// flushes (a no-op on TCP; TLS streams buffer records). Each write may wait on the client as
+/// long as its `pace` allows, else the whole fails with a [send timeout](is_send_timeout).
 async fn write_parts<S: AsyncWrite + Unpin, const N: usize>(
     stream: &mut S,
+    pace: &mut Pace,
     parts: [&[u8]; N],
 ) -> io::Result<()> {
     let mut slices = parts.map(IoSlice::new);
     let mut rest = &mut slices[..];
     IoSlice::advance_slices(&mut rest, 0);
     while !rest.is_empty() {
-        let n = stream.write_vectored(rest).await?;
+        let waiting = Waiting::start(pace);
+        let limit = waiting.pace.left();
+        let n = match tokio::time::timeout(limit, stream.write_vectored(rest)).await {
+            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+            Ok(written) => written?,
+        };
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
+        waiting.pace.moved += n as u64;
+        drop(waiting);
         IoSlice::advance_slices(&mut rest, n);
     }
-    stream.flush().await
+    let waiting = Waiting::start(pace);
+    let limit = waiting.pace.left();
+    tokio::time::timeout(limit, stream.flush()).await.unwrap_or(Err(io::ErrorKind::TimedOut.into()))
 }
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::AsyncReadExt as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     use super::*;
+
+    fn pace() -> Pace {
+        Pace::new(Duration::from_secs(10), 1024)
+    }
 
     /// A writer that takes at most `max` bytes per call and one slice at a time, to exercise
     /// partial writes.
@@ -170,18 +277,59 @@ mod tests {
         let parts: [&[u8]; 6] = [b"", b"abc", b"", b"defgh", b"i", b""];
         for max in [1, 2, 3, 100] {
             let mut w = Trickle { got: Vec::new(), max };
-            write_parts(&mut w, parts).await.unwrap();
+            write_parts(&mut w, &mut pace(), parts).await.unwrap();
             assert_eq!(w.got, b"abcdefghi", "max {max}");
         }
         let mut w = Trickle { got: Vec::new(), max: 1 };
-        write_parts::<_, 0>(&mut w, []).await.unwrap();
+        write_parts::<_, 0>(&mut w, &mut pace(), []).await.unwrap();
         assert!(w.got.is_empty());
+    }
+
+    #[test]
+    fn a_client_may_wait_the_grace_at_a_time_and_earns_a_second_per_min_rate_bytes() {
+        let mut pace = Pace::new(Duration::from_secs(10), 1000);
+        assert_eq!(pace.left(), Duration::from_secs(10));
+        pace.waited = Duration::from_secs(8);
+        assert_eq!(pace.left(), Duration::from_secs(2), "the grace is spent by waiting");
+        pace.moved = 5000;
+        assert_eq!(pace.left(), Duration::from_secs(7), "5,000 bytes earned 5 s");
+        pace.moved = 1_000_000;
+        assert_eq!(pace.left(), Duration::from_secs(10), "never more than the grace at once");
+        pace.restart();
+        assert_eq!((pace.waited, pace.moved), (Duration::ZERO, 0));
+        let off = Pace { waited: Duration::from_secs(1000), ..Pace::new(Duration::from_secs(10), 0) };
+        assert_eq!(off.left(), Duration::from_secs(10), "a rate of 0 leaves only the timeout");
+    }
+
+    #[tokio::test]
+    async fn a_trickling_body_is_cut_off_once_its_allowance_is_spent() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut io = Io::new(a, Pace::new(Duration::from_millis(200), 1024), pace());
+        // A byte every 100 ms, 20 in all: never 200 ms without a byte, but far below 1 KiB/s,
+        // so the allowance (200 ms plus a millisecond per byte) runs out after about two.
+        let trickle = tokio::spawn(async move {
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                b.write_all(b"x").await?;
+            }
+            std::io::Result::Ok(())
+        });
+        let mut reads = 0;
+        let failure = loop {
+            match io.read_body_bytes().await {
+                Ok(()) => reads += 1,
+                Err(failure) => break failure,
+            }
+        };
+        assert!(matches!(failure, Failure::BodyTimeout), "{failure} after {reads} reads");
+        assert!(reads < 20, "the whole trickle was read");
+        trickle.abort();
     }
 
     #[tokio::test]
     async fn vectored_writes_reach_an_in_memory_peer() {
         let (a, mut b) = tokio::io::duplex(64);
-        let mut io = Io::new(a);
+        let mut io = Io::new(a, pace(), pace());
         io.write_parts([b"hello ", b"world", b"!"]).await.unwrap();
         let mut got = [0u8; 12];
         b.read_exact(&mut got).await.unwrap();
@@ -191,7 +339,7 @@ mod tests {
     #[tokio::test]
     async fn client_closed_tells_a_close_from_pipelined_bytes() {
         let (a, mut b) = tokio::io::duplex(64);
-        let mut io = Io::new(a);
+        let mut io = Io::new(a, pace(), pace());
         b.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
         assert!(!io.client_closed().await);
         assert_eq!(&io.buf[..], b"GET / HTTP/1.1\r\n", "the bytes are kept for the next request");
@@ -202,7 +350,7 @@ mod tests {
     #[test]
     fn buffers_grown_by_one_request_are_given_back_between_requests() {
         let (a, _b) = tokio::io::duplex(64);
-        let mut io = Io::new(a);
+        let mut io = Io::new(a, pace(), pace());
         io.out.reserve(1 << 20);
         io.buf.reserve(1 << 20);
         io.buf.extend_from_slice(b"GET / HTTP/1.1\r\n");

@@ -65,7 +65,11 @@ pub async fn serve<S>(stream: S, peer: SocketAddr, app: Arc<App>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut conn = Conn { io: Io::new(stream), peer, peer_text: peer.to_string(), app, wants_html: false };
+    let timeouts = app.config.timeouts;
+    let (reading, writing) =
+        (io::Pace::new(timeouts.body, timeouts.min_rate), io::Pace::new(timeouts.send, timeouts.min_rate));
+    let io = Io::new(stream, reading, writing);
+    let mut conn = Conn { io, peer, peer_text: peer.to_string(), app, wants_html: false };
     let mut first = true;
     loop {
         let head = match conn.read_head(first).await {
@@ -81,6 +85,7 @@ where
             }
         };
         first = false;
+        conn.io.restart_pace();
         // At shutdown, a request already received (pipelined) is still answered, with
         // `connection: close`; an idle connection closes.
         if conn.exchange(head).await == Next::Close

@@ -133,7 +133,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         return (self.fail(head, body, failure, route).await, false);
                     }
                 }
-                read = self.io.read_body_bytes(self.app.config.timeouts.body), if feeding.need_read => {
+                read = self.io.read_body_bytes(), if feeding.need_read => {
                     if let Err(failure) = self.after_read(read, body, &mut feed, &mut feeding, &progress).await {
                         drop(call);
                         return (self.fail(head, body, failure, route).await, false);
@@ -234,8 +234,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
             }
             if !self.io.out.is_empty() {
-                if self.io.write_out_with(&[]).await.is_err() {
-                    result = Err(Failure::ClientGone);
+                if let Err(e) = self.io.write_out_with(&[]).await {
+                    result = Err(Failure::of_write(&e));
                 }
                 wire += self.io.out.len() as u64;
                 self.io.out.clear();
@@ -268,7 +268,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         break;
                     }
                 }
-                read = self.io.read_body_bytes(self.app.config.timeouts.body), if feeding.need_read => {
+                read = self.io.read_body_bytes(), if feeding.need_read => {
                     if let Err(failure) = self.after_read(read, body, &mut feed, &mut feeding, &progress).await {
                         result = Err(failure);
                         break;

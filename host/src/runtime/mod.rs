@@ -8,6 +8,7 @@
 //! out; `conn/` does the joining.
 
 mod bindings;
+mod cpu;
 pub mod pool;
 pub mod proxy;
 mod reuse;
@@ -160,6 +161,9 @@ pub enum GuestError {
     /// Every instance permit is taken (`--max-instances`).
     #[error("no free instance slot (--max-instances reached)")]
     Busy,
+    /// The handler holds its whole share of the instance budget (`--route-max-instances`).
+    #[error("the route holds its share of instance slots (--route-max-instances {0} reached)")]
+    RouteBusy(u32),
     /// No instance could be created (instance pool or memory exhausted).
     #[error("cannot instantiate: {0}")]
     Instantiate(String),
@@ -343,7 +347,8 @@ impl Runtime {
             None => Vec::new(),
         };
         let version = self.versions.fetch_add(1, Ordering::Relaxed) + 1;
-        Ok((Handler { world, methods, version }, cached))
+        let share = Arc::new(Semaphore::new(self.limits.route_max_instances() as usize));
+        Ok((Handler { world, methods, version, share }, cached))
     }
 
     /// Asks a component's `info` export which methods it implements, on a throwaway instance
@@ -368,8 +373,7 @@ impl Runtime {
     /// A fresh store for one instance serving `route`: memory limits, CPU budget, services.
     fn new_store(&self, route: &Arc<str>) -> Store<HostState> {
         let max_memory = usize::try_from(self.limits.max_memory).unwrap_or(usize::MAX);
-        let budget = ticks(self.limits.cpu_timeout);
-        let state = HostState::new(route, max_memory, budget);
+        let state = HostState::new(route, max_memory, self.limits.cpu_timeout);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.data_mut().services.handle = self.services.clone(); // state
@@ -381,11 +385,10 @@ impl Runtime {
                 let now = progress.get();
                 if now != *seen {
                     *seen = now;
-                    s.ticks = 0;
+                    s.cpu.restart();
                 }
             }
-            s.ticks += 1;
-            if s.ticks > s.tick_budget {
+            if s.cpu.charge(EPOCH_TICK) > s.cpu_budget {
                 s.cpu_exceeded = true;
                 return Err(wasmtime::Error::msg("cpu time limit exceeded"));
             }
@@ -395,19 +398,23 @@ impl Runtime {
     }
 
     /// An instance of `handler` for one request to `route`, holding one permit of the
-    /// instance budget until it is dropped: a fresh one, or with `--instance-reuse` one of this
+    /// instance budget and one of the handler's share of it until it is dropped: a fresh one, or with `--instance-reuse` one of this
     /// handler version that served a request before without a failure.
     ///
     /// # Errors
     ///
-    /// [`GuestError::Busy`] when every permit is taken, [`GuestError::Instantiate`] when the
-    /// pool or the kernel cannot give it memory.
+    /// [`GuestError::Busy`] when every permit is taken, [`GuestError::RouteBusy`] when the
+    /// handler holds its whole share of them, [`GuestError::Instantiate`] when the pool or the
+    /// kernel cannot give it memory.
     pub async fn instantiate(&self, handler: &Handler, route: &Arc<str>) -> Result<Instance, GuestError> {
         if self.limits.instance_reuse > 1
             && let Some(instance) = self.idle.take(handler.version)
         {
             return Ok(instance);
         }
+        let route_max = self.limits.route_max_instances();
+        let share =
+            handler.share.clone().try_acquire_owned().map_err(|_| GuestError::RouteBusy(route_max))?;
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
             // Idle instances hold permits: the budget is full only when none is idle.
@@ -426,12 +433,13 @@ impl Runtime {
         };
         let world = instantiated.map_err(|e| GuestError::Instantiate(format!("{e:#}")))?;
         Ok(Instance {
+            cpu: store.data().cpu.clone(),
             store,
             world,
             cpu_timeout: self.limits.cpu_timeout,
             version: handler.version,
             served: 0,
-            _permit: permit,
+            _permits: (permit, share),
         })
     }
 
@@ -464,10 +472,6 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         self.stop_epoch.store(true, Ordering::Relaxed);
     }
-}
-
-fn ticks(d: Duration) -> u64 {
-    (d.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64
 }
 
 /// The world a handler component implements. Each world has its own way to serve a request.
@@ -510,6 +514,9 @@ pub struct Handler {
     methods: Vec<String>,
     /// Unique per load: reused instances are only ever handed to requests of their version.
     version: u64,
+    /// This handler's share of the instance budget (`--route-max-instances`); a reloaded file
+    /// starts a share of its own.
+    share: Arc<Semaphore>,
 }
 
 impl Handler {
@@ -535,52 +542,55 @@ pub struct Instance {
     store: Store<HostState>,
     world: InstanceWorld,
     cpu_timeout: Duration,
+    /// The store's CPU clock, which the calls' futures run on.
+    cpu: Arc<cpu::CpuClock>,
     /// The handler version it is an instance of.
     version: u64,
     /// Requests it has answered (`--instance-reuse`).
     served: u32,
-    _permit: OwnedSemaphorePermit,
+    /// One of the instance budget, one of its handler's share of it.
+    _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 }
 
 impl Instance {
     /// Calls `before(request)`.
     pub async fn before(&mut self, request: &Request, deadline: Instant) -> Result<Flow, GuestError> {
         self.reset_budget(deadline);
-        let call = hooks(&self.world)?.call_before(&mut self.store, request);
+        let call = cpu::timed(&self.cpu, hooks(&self.world)?.call_before(&mut self.store, request));
         finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
     }
 
     /// Calls `stream(chunk)`.
     pub async fn stream(&mut self, chunk: &[u8], deadline: Instant) -> Result<Flow, GuestError> {
         self.reset_budget(deadline);
-        let call = hooks(&self.world)?.call_stream(&mut self.store, chunk);
+        let call = cpu::timed(&self.cpu, hooks(&self.world)?.call_stream(&mut self.store, chunk));
         finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
     }
 
     /// Calls `after()`.
     pub async fn after(&mut self, deadline: Instant) -> Result<Response, GuestError> {
         self.reset_budget(deadline);
-        let call = hooks(&self.world)?.call_after(&mut self.store);
+        let call = cpu::timed(&self.cpu, hooks(&self.world)?.call_after(&mut self.store));
         finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
     }
 
     /// Calls `next-chunk()`.
     pub async fn next_chunk(&mut self, deadline: Instant) -> Result<Option<Vec<u8>>, GuestError> {
         self.reset_budget(deadline);
-        let call = hooks(&self.world)?.call_next_chunk(&mut self.store);
+        let call = cpu::timed(&self.cpu, hooks(&self.world)?.call_next_chunk(&mut self.store));
         finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
     }
 
     /// Calls `next-event()`.
     pub async fn next_event(&mut self, deadline: Instant) -> Result<Option<Event>, GuestError> {
         self.reset_budget(deadline);
-        let call = hooks(&self.world)?.call_next_event(&mut self.store);
+        let call = cpu::timed(&self.cpu, hooks(&self.world)?.call_next_event(&mut self.store));
         finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
     }
 
     fn reset_budget(&mut self, deadline: Instant) {
         self.store.data_mut().services.deadline = Some(deadline); // state: bounds waits
-        self.store.data_mut().ticks = 0;
+        self.cpu.restart();
         self.store.set_epoch_deadline(1);
     }
 }

@@ -558,7 +558,7 @@ mod tests {
     async fn an_exhausted_pool_fails_instantiation_not_the_call() {
         use crate::config::CompileCache;
         use crate::runtime::{GuestError, Runtime};
-        let limits = limits(2, 64 << 20);
+        let limits = RuntimeLimits { route_max_instances: Some(2), ..limits(2, 64 << 20) };
         let mut p = plan(&limits, &Machine::probe()).unwrap();
         p.memories = 1; // the load probe has returned its slot; one request takes it
         let cache = CompileCache::Dir(std::env::temp_dir().join("wasm-host-unit-test-cache"));

@@ -20,7 +20,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpHooks, WasiHttpView as _};
 
-use super::{GuestError, Instance, InstanceWorld, finish};
+use super::{GuestError, Instance, InstanceWorld, cpu, finish};
 
 /// The guest's answer: the response head with its body to pull, or the error code it set
 /// instead of a response.
@@ -203,9 +203,11 @@ impl Instance {
             .and_then(|req| Ok((req, http.new_response_outparam(tx)?)));
         let (req, out) = resources.map_err(|e| GuestError::Trap(format!("{e:#}")))?;
         let cpu_timeout = self.cpu_timeout;
+        let clock = &self.cpu;
         let store = &mut self.store;
         let call = Box::pin(async move {
-            let result = proxy.wasi_http_incoming_handler().call_handle(&mut *store, req, out).await;
+            let handle = proxy.wasi_http_incoming_handler().call_handle(&mut *store, req, out);
+            let result = cpu::timed(clock, handle).await;
             finish(Ok(result), store, cpu_timeout)
         });
         Ok(ProxyCall { call, response: rx })

@@ -18,10 +18,10 @@ pub struct HostState {
     pub(crate) limits: GuestLimits,
     /// The panic the guest reported on stderr, if any (Rust's panic message and location).
     pub(crate) panic: Arc<Mutex<Option<GuestPanic>>>,
-    /// Epoch ticks the current call has run for (reset at each call).
-    pub(crate) ticks: u64,
-    /// Ticks one call may run before it is interrupted.
-    pub(crate) tick_budget: u64,
+    /// How long the current call has run (`cpu.rs`), shared with the call's future.
+    pub(crate) cpu: Arc<super::cpu::CpuClock>,
+    /// How long one call may run before it is interrupted (`--cpu-timeout`).
+    pub(crate) cpu_budget: std::time::Duration,
     /// Set when a call was interrupted for exceeding its CPU budget.
     pub(crate) cpu_exceeded: bool,
     /// state: the shared services and the current call's deadline (`runtime/services.rs`).
@@ -36,14 +36,15 @@ pub struct HostState {
 
 impl HostState {
     /// State for one request to `route`: no files, no environment, no network, no stdin.
-    pub(crate) fn new(route: &Arc<str>, max_memory: usize, tick_budget: u64) -> Self {
+    pub(crate) fn new(route: &Arc<str>, max_memory: usize, cpu_budget: std::time::Duration) -> Self {
         let panic = Arc::new(Mutex::new(None));
         let mut wasi = WasiCtx::builder();
         wasi.stdout(GuestLog { route: route.clone(), stream: "stdout", panic: None })
             .stderr(GuestLog { route: route.clone(), stream: "stderr", panic: Some(panic.clone()) })
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false);
+            .allow_ip_name_lookup(false)
+            .max_random_size(MAX_RANDOM_BYTES);
         Self {
             wasi: wasi.build(),
             table: ResourceTable::new(),
@@ -59,8 +60,8 @@ impl HostState {
                 memory_exceeded: false,
             },
             panic,
-            ticks: 0,
-            tick_budget,
+            cpu: Arc::new(super::cpu::CpuClock::new()),
+            cpu_budget,
             cpu_exceeded: false,
             services: Default::default(),
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
@@ -69,6 +70,11 @@ impl HostState {
         }
     }
 }
+
+/// Most random bytes one `wasi:random` call may ask for (wasmtime-wasi's default is 64 MiB):
+/// the host builds them outside the guest's memory limit, and they take long to make. Rust's
+/// and Python's runtimes ask for a few dozen bytes at a time; a larger request traps.
+pub const MAX_RANDOM_BYTES: u64 = 1 << 20;
 
 /// A Rust panic as the guest's standard library reported it on stderr.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -204,6 +210,9 @@ fn escape_controls(line: &str) -> std::borrow::Cow<'_, str> {
 /// printing without newlines.
 const MAX_LINE: usize = 16 * 1024;
 
+/// What a guest line's log event adds to it: timestamp, level, target and stream field.
+const GUEST_LINE_OVERHEAD: usize = 64;
+
 /// Splits guest output into lines and logs each one.
 struct LineLogger {
     log: GuestLog,
@@ -222,7 +231,10 @@ impl LineLogger {
             tracing::debug!(target: "guest", stream = %self.log.stream, "[{}] {line}", self.log.route);
             return;
         }
-        tracing::info!(target: "guest", stream = %self.log.stream, "[{}] {line}", self.log.route);
+        // Guest output never outruns the log writer by more than a bound (`log.rs`).
+        if crate::log::admit_guest_line(line.len() + self.log.route.len() + GUEST_LINE_OVERHEAD) {
+            tracing::info!(target: "guest", stream = %self.log.stream, "[{}] {line}", self.log.route);
+        }
     }
 
     /// Follows Rust's panic report (`thread '…' (id) panicked at LOCATION:`, the message, then a
