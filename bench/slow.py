@@ -9,19 +9,22 @@ opened at `--rate` per second:
   slowloris  -H   request heads that never end: a header line every `--interval` seconds,
                   GET /hello-world (the host's --header-timeout bounds them)
   slow-body  -B   POST /upload-hash with Content-Length 1 MB, the body trickled a few bytes
-                  every `--interval` seconds (a minimum body rate would bound them)
+                  every `--interval` seconds (--body-timeout does not see a trickle; a
+                  minimum body rate, --min-rate where the host has it, bounds them)
   slow-read  -X   GET /fill/67108864 (64 MiB: more than loopback's socket buffers take, so
                   the host's stream stalls) read 32 bytes a second through a TCP window of
-                  32-64 bytes (a send timeout would bound them); at most `--read-connections`
+                  32-64 bytes (--send-timeout bounds them on the host; the client still
+                  reads what the kernel had queued long after); at most `--read-connections`
                   (default 200: each stalled one queues up to 4 MiB, tcp_wmem's maximum, of
                   kernel socket memory; 300 took 1.1 GiB here, at the machine's tcp_mem floor)
   range      -R   GET /style.css (--static examples/assets) with a Range header of up to
-                  ≈3,000 overlapping ranges (the "Apache killer"); its requests end at once,
-                  so slowhttptest is started again until the attack's time is spent
+                  ≈3,000 overlapping ranges (the "Apache killer")
 
 Each attack has three phases: `--before` seconds of probes alone, the attack (slowhttptest runs
-for `--secs` seconds), then `--after` seconds of probes alone (slowhttptest has closed its
-connections: this is the recovery). Two probes run throughout:
+for `--secs` seconds, and is started again whenever it ends sooner: when the host has closed all
+its connections, or at once for the range attack, whose requests are answered), then `--after`
+seconds of probes alone (slowhttptest has closed its connections: the recovery). Two probes run
+throughout:
 
   keep-alive  `--probe-threads` threads, each GET /hello-world as fast as it can on a keep-alive
               connection (a new one after a failure and every 100 requests)
@@ -30,11 +33,12 @@ connections: this is the recovery). Two probes run throughout:
 
 A probe request succeeds with a 200 `Hello world!` within `--timeout` seconds. For each phase and
 probe: requests/s, the success ratio, failures by kind, p50/p99/max latency, the worst second
-(fewest successes in a whole second of the phase), and the host's RSS (peak and at the end of
-the phase) and peak open files (VmRSS and /proc/PID/fd sampled every 250 ms). Below each table:
+(fewest successes in a whole second of the phase), and the host's RSS and open files, at their
+peak and at the end of the phase (VmRSS and /proc/PID/fd sampled every 250 ms). Below each table:
 slowhttptest's own figures (its connections at their peak, closed at the end, seconds its probe
 saw the service available), the peak of the kernel's TCP memory (/proc/net/sockstat, the whole
-machine's) and the statuses of the host's access log other than the probes' 200s.
+machine's), the statuses of the host's access log other than the probes' 200s, and why the
+host's log says requests failed.
 
 Only 127.0.0.1 is used; every process is started here and killed by PID when it ends, also on
 Ctrl-C. The machine's other load (builds!) moves every figure.
@@ -72,9 +76,9 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 class Attack:
     """One slowhttptest mode and the argv it is run with."""
 
-    def __init__(self, name, flag, path, what, extra, connections=lambda a: a.connections, repeat=False):
+    def __init__(self, name, flag, path, what, extra, connections=lambda a: a.connections):
         self.name, self.flag, self.path, self.what, self.extra = name, flag, path, what, extra
-        self.connections, self.repeat = connections, repeat
+        self.connections = connections
 
     def argv(self, args, url, secs):
         """The command without its report options (`-g -o PREFIX`, added when it is run)."""
@@ -91,7 +95,7 @@ ATTACKS = (
            lambda a: ["-w", "32", "-y", "64", "-n", "1", "-z", "32", "-k", "1"],
            connections=lambda a: min(a.connections, a.read_connections)),
     Attack("range", "-R", "/style.css", "Range headers of many overlapping ranges",
-           lambda a: ["-a", "10", "-b", "3000"], repeat=True),
+           lambda a: ["-a", "10", "-b", "3000"]),
 )
 
 
@@ -169,6 +173,7 @@ def phase_rows(probe, sampler, phases):
         rss = max((s[1] for s in samples), default=0) / 1024
         rss_end = samples[-1][1] / 1024 if samples else 0
         fds = max((s[2] for s in samples), default=0)
+        fds_end = samples[-1][2] if samples else 0
         for kind in ("keep-alive", "new conn"):
             records = [r for r in probe.records if r[0] == kind and start <= r[1] < end]
             ok = [r for r in records if r[3] == "ok"]
@@ -181,20 +186,20 @@ def phase_rows(probe, sampler, phases):
                 "phase": phase, "probe": kind, "secs": end - start, "requests": len(records),
                 "rps": len(ok) / (end - start), "ratio": len(ok) / len(records) if records else None,
                 "failed": failed, "p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
-                "max": max(latencies, default=None), "worst": worst, "rss": rss, "rss_end": rss_end, "fds": fds,
+                "max": max(latencies, default=None), "worst": worst, "rss": rss, "rss_end": rss_end, "fds": fds, "fds_end": fds_end,
             })
     return rows
 
 
 def print_rows(rows):
     print(f"  {'phase':<7} {'probe':<10} {'ok req/s':>9} {'ok %':>7} {'p50':>9} {'p99':>9} {'max':>9} "
-          f"{'worst 1 s':>9} {'RSS peak/end MiB':>16} {'fds peak':>8}  failures")
+          f"{'worst 1 s':>9} {'RSS peak/end MiB':>16} {'fds peak/end':>12}  failures")
     for r in rows:
         ratio = "-" if r["ratio"] is None else f"{r['ratio'] * 100:.1f}%"
         failed = ", ".join(f"{n} × {kind}" for kind, n in r["failed"].most_common()) or "-"
         print(f"  {r['phase']:<7} {r['probe']:<10} {r['rps']:>9.0f} {ratio:>7} {fmt_us(r['p50']):>9} "
               f"{fmt_us(r['p99']):>9} {fmt_us(r['max']):>9} {r['worst'] if r['worst'] is not None else '-':>9} "
-              f"{r['rss']:>8.1f} / {r['rss_end']:>5.1f} {r['fds']:>8}  {failed}")
+              f"{r['rss']:>8.1f} / {r['rss_end']:>5.1f} {r['fds']:>6} / {r['fds_end']:>4}  {failed}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,19 +267,24 @@ def run_slowhttptest(command, prefix):
 
 
 def log_statuses(log):
-    """status -> count over the access log, and the WARN/ERROR lines (count, first three)."""
-    statuses, problems, first = collections.Counter(), 0, []
+    """(status, path) -> count over the access log, why connections failed (the host's
+    conn::failure lines by message), and the WARN/ERROR lines (count, first three)."""
+    statuses, failures, problems, first = collections.Counter(), collections.Counter(), 0, []
     with open(log, "rb") as f:
         for line in f:
             if b" access: " in line:
                 found = re.search(rb" status=(\d+)", line)
                 route = re.search(rb" path=(\S+)", line)
                 statuses[(int(found.group(1)) if found else 0, route.group(1).decode() if route else "?")] += 1
-            elif b" WARN " in line or b" ERROR " in line:
+                continue
+            found = re.search(rb"conn::failure: (.*?)(?: route=| peer=|$)", line.rstrip())
+            if found:
+                failures[re.sub(r"\d+", "N", ANSI.sub("", found.group(1).decode(errors="replace")))[:90]] += 1
+            if b" WARN " in line or b" ERROR " in line:
                 problems += 1
                 if len(first) < 3:
                     first.append(ANSI.sub("", line.decode(errors="replace")).rstrip()[:200])
-    return statuses, problems, first
+    return statuses, failures, problems, first
 
 
 def run_attack(args, attack, tmp, routes):
@@ -287,7 +297,7 @@ def run_attack(args, attack, tmp, routes):
         host.stop()
         return
     command = attack.argv(args, host.url, args.secs)
-    print(f"   {' '.join(command)}{'  (again until the time is spent)' if attack.repeat else ''}")
+    print(f"   {' '.join(command)}")
     print(f"   phases: {args.before} s before, the attack ({args.secs} s), {args.after} s after; probes: "
           f"{args.probe_threads} keep-alive threads, {args.fresh_rate}/s new connections, {args.timeout} s timeout")
     sampler = Sampler(host.pid)
@@ -299,7 +309,7 @@ def run_attack(args, attack, tmp, routes):
     summaries = []
     while True:
         left = int(t1 + args.secs - time.monotonic())
-        if summaries and (not attack.repeat or left < 2):
+        if summaries and left < 2:
             break
         summaries.append(run_slowhttptest(attack.argv(args, host.url, left if summaries else args.secs),
                                           os.path.join(tmp, f"{attack.name}-{len(summaries)}")))
@@ -317,11 +327,12 @@ def run_attack(args, attack, tmp, routes):
     if len(summaries) > 3:
         print(f"  ... {len(summaries)} runs of slowhttptest in all")
     print(f"  kernel TCP memory (whole machine): {kernel.before_mib:.0f} MiB before, peak {kernel.peak_mib:.0f} MiB")
-    statuses, problems, first = log_statuses(log)
+    statuses, failures, problems, first = log_statuses(log)
     others = [(n, status, path) for (status, path), n in statuses.items() if (status, path) != (200, PROBE_PATH)]
-    listed = ", ".join(f"{n} × {status or 'no answer (client gone)'} {path}"
-                       for n, status, path in sorted(others, reverse=True)[:6])
+    listed = ", ".join(fmt_status(n, status, path) for n, status, path in sorted(others, reverse=True)[:6])
     print(f"  host access log: {statuses[(200, PROBE_PATH)]} × 200 {PROBE_PATH} (probes); other: {listed or 'none'}")
+    if failures:
+        print(f"  host log, why requests failed: {', '.join(f'{n} × {why}' for why, n in failures.most_common(4))}")
     if problems:
         print(f"  host log: {problems} WARN/ERROR lines, e.g.:")
         for line in first:
@@ -329,6 +340,12 @@ def run_attack(args, attack, tmp, routes):
     if crashed is not None:
         print(f"  HOST EXITED during the attack: status {crashed}; end of its log:\n{host.failure()[-2000:]}")
     host.stop()
+
+
+def fmt_status(count, status, path):
+    """`3000 × 408 /x` from the access log; status 0 is a client gone before the answer."""
+    answer = status or "no answer (client gone)"
+    return f"{count} × {answer} {'(no path: head unfinished)' if path == '?' else path}"
 
 
 def layout_routes(args, tmp):
@@ -355,10 +372,13 @@ def parse_args():
     parser.add_argument("--assets", default=os.path.join(REPO, "examples", "assets"),
                         help="served with --static, for the range attack (default: %(default)s)")
     parser.add_argument("--only", default=",".join(names), help=f"attacks to run, of {','.join(names)} (default: all)")
-    parser.add_argument("--secs", type=int, default=45, help="length of each attack, slowhttptest -l (default: 45)")
+    parser.add_argument("--secs", type=int, default=75,
+                        help="length of each attack, slowhttptest -l; longer than the host's default --body-timeout "
+                             "(30 s) and --send-timeout (60 s) (default: %(default)s)")
     parser.add_argument("--connections", type=int, default=3000, help="slowhttptest -c (default: 3000)")
     parser.add_argument("--read-connections", type=int, default=200,
-                        help="at most this many for slow-read, whose stalled connections hold kernel memory (default: 1000)")
+                        help="at most this many connections for slow-read, whose stalled connections hold kernel "
+                             "memory (default: %(default)s)")
     parser.add_argument("--rate", type=int, default=300, help="slowhttptest -r, connections per second (default: 300)")
     parser.add_argument("--interval", type=int, default=5,
                         help="slowhttptest -i for slowloris and slow body, seconds between follow-up data (default: 5)")
@@ -375,8 +395,10 @@ def parse_args():
     unknown = [s for s in args.only if s not in names]
     if unknown:
         parser.error(f"unknown attack(s) {', '.join(unknown)}; known: {', '.join(names)}")
-    if min(args.secs, args.connections, args.read_connections, args.rate, args.interval, args.before, args.after, args.fresh_rate) < 1:
-        parser.error("--secs, --connections, --rate, --interval, --before, --after and --fresh-rate must be ≥ 1")
+    if min(args.secs, args.connections, args.read_connections, args.rate, args.interval, args.before, args.after,
+           args.fresh_rate) < 1:
+        parser.error("--secs, --connections, --read-connections, --rate, --interval, --before, --after and "
+                     "--fresh-rate must be ≥ 1")
     if args.secs > 600:
         parser.error("--secs: at most 600 (every run here is bounded)")
     if not os.access(args.host, os.X_OK):
