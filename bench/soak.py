@@ -121,7 +121,7 @@ class Load:
         self.args, self.addr, self.routes, self.deadline = args, addr, routes, deadline
         self.host, self.port = split_addr(addr)
         self.tally, self.done = Tally(), threading.Event()
-        self.versions = [open(os.path.join(args.guests, name), "rb").read() for name in ("version.wasm", "version2.wasm")]
+        self.versions = [read_file(os.path.join(args.guests, name)) for name in ("version.wasm", "version2.wasm")]
         # The reload state, under the tally's lock: swaps so far, the version the last one put
         # in place, when, and when the reader first got it.
         self.reloads, self.reload_lags, self.generation = 0, [], 0
@@ -491,6 +491,11 @@ def read_all(sock):
 # wrk, the minutes and the end.
 
 
+def read_file(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def run_wrk(args, url, secs, script):
     rate_delay = max(0, round(args.wrk_connections * 1000 / args.wrk_rate))
     with open(script, "w") as f:
@@ -549,21 +554,34 @@ def fmt_problem(key):
 
 
 class Minute:
+    """One line of the report: the records that ended in [start, end) and wrk's run meanwhile."""
+
     def __init__(self, index, start, end, records, wrk_result, samples, problems, live, reloads):
         self.index, self.start, self.end = index, start, end
-        self.requests = len(records) + wrk_result["requests"]
+        self.wrk_requests, self.python = wrk_result["requests"], 0
         self.expected = collections.Counter()
         self.unexpected = collections.Counter(wrk_result["errors"])
+        self.problems = collections.Counter()
+        self.absorb(records, problems)
+        self.p99 = percentile([r[4] * 1e6 for r in records if r[1] in SHORT and r[2] == "ok"], 99)
+        self.wrk_p99 = wrk_result["p99"]
+        self.rss = [s[1] / 1024 for s in samples]
+        self.fds = max((s[2] for s in samples), default=0)
+        self.live, self.reloads = live, reloads
+
+    def absorb(self, records, problems):
+        """Counts `records` and log `problems` in (also those of the seconds after the last minute)."""
+        self.python += len(records)
         for _, kind, cls, detail, _ in records:
             if cls == "expected":
                 self.expected[detail] += 1
             elif cls == "unexpected":
                 self.unexpected[f"{kind}: {detail}"] += 1
-        self.p99 = percentile([r[4] * 1e6 for r in records if r[1] in SHORT and r[2] == "ok"], 99)
-        self.wrk_p99 = wrk_result["p99"]
-        self.rss = [s[1] / 1024 for s in samples]
-        self.fds = max((s[2] for s in samples), default=0)
-        self.problems, self.live, self.reloads = problems, live, reloads
+        self.problems.update(problems)
+
+    @property
+    def requests(self):
+        return self.wrk_requests + self.python
 
     @property
     def rss_end(self):
@@ -620,9 +638,9 @@ def soak(args, tmp):
     load.start()
     minutes, script = [], os.path.join(tmp, "mix.lua")
     print(HEADER)
+    start = time.monotonic()  # minutes are back to back: no answer falls between two
     while time.monotonic() < deadline - 1 and host.proc.poll() is None:
-        start = time.monotonic()
-        secs = max(1, min(60, int(deadline - start)))
+        secs = max(1, min(60, int(deadline - time.monotonic())))
         reloads_before = load.reloads
         wrk_result = run_wrk(args, host.url, secs, script)
         end = time.monotonic()
@@ -638,9 +656,19 @@ def soak(args, tmp):
             print(f"       UNEXPECTED: {fmt_counts(minute.unexpected)}")
         other = [(key, n) for key, n in problems.items() if not key[2]]
         if other:
-            print(f"       host log, other than the faults': {'; '.join(f'{n} × {fmt_problem(k)}' for k, n in other[:3])}")
+            listed = "; ".join(f"{n} × {fmt_problem(key)}" for key, n in other[:3])
+            print(f"       host log, other than the faults': {listed}")
+        start = end
     load.stop()
     crashed = host.proc.poll()
+    # The answers of the seconds between the last minute's end and the clients' stop.
+    tail = load.tally.between(start, time.monotonic() + 1)
+    problems, _ = scan_log(log)
+    if minutes:
+        minutes[-1].absorb(tail, problems)
+        unexpected = sum(1 for r in tail if r[2] == "unexpected")
+        print(f"  (the clients' last {len(tail)} answers, after minute {minutes[-1].index}: counted in it, "
+              f"{unexpected} unexpected)")
     # Quiet: let the last streams end, then one request shows what is left alive.
     time.sleep(3)
     host.truncate_log()
@@ -665,7 +693,7 @@ def soak(args, tmp):
 def summary(args, load, minutes, host, crashed, idle, elapsed):
     records = load.tally.records
     print(f"\n== summary after {elapsed / 60:.1f} min")
-    total_wrk = sum(m.requests for m in minutes) - sum(len(load.tally.between(m.start, m.end)) for m in minutes)
+    total_wrk = sum(m.wrk_requests for m in minutes)
     by_kind = collections.Counter(r[1] for r in records)
     print(f"  requests: {sum(m.requests for m in minutes)} ({total_wrk} by wrk; Python clients: "
           f"{fmt_counts(by_kind, 10)})")
@@ -732,7 +760,8 @@ def parse_args():
     parser.add_argument("--warmup", type=float, default=None,
                         help="minutes of warm-up before RSS is compared (default: 2, or a fifth of a shorter run)")
     parser.add_argument("--wrk-connections", type=int, default=8, help="wrk connections (default: 8)")
-    parser.add_argument("--wrk-rate", type=int, default=3000, help="about how many requests/s wrk sends (default: 3000)")
+    parser.add_argument("--wrk-rate", type=int, default=3000,
+                        help="at most about how many requests/s wrk sends (default: 3000)")
     parser.add_argument("--sse-clients", type=int, default=4, help="SSE clients at once (default: 4)")
     parser.add_argument("--reload-every", type=float, default=5, help="seconds between reloads (default: 5)")
     parser.add_argument("--strict", action="store_true", help="exit 1 on an unexpected error or RSS growth")
