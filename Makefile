@@ -88,3 +88,23 @@ bench-static: build
 bench-state: build
 	sh scripts/ensure-tools.sh redis wrk
 	python3 bench/state.py $(HOST_BIN) examples/routes
+
+# bench-slow: Debian's slowhttptest (installed if missing) against the host: slowloris, slow
+# body, slow read and a range attack, 75 s and 3,000 connections each (200 for slow read), each
+# on a fresh host, while probe clients measure that GET /hello-world is still served (req/s,
+# success ratio, p50/p99, host RSS and open files), a table per attack. Figures only; options in ARGS, e.g.
+# make bench-slow ARGS="--only slowloris --secs 30"; python3 bench/slow.py --help lists them.
+.PHONY: bench-slow soak
+bench-slow: build test-guests
+	sh scripts/ensure-tools.sh slowhttptest
+	python3 bench/slow.py --host $(HOST_BIN) --guests $(GUESTS) --examples examples/routes $(ARGS)
+
+# soak: DURATION minutes (default 10) of mixed load on one host (wrk and Python clients: hello,
+# JSON params, uploads sized and chunked, streams, SSE clients that come and go, slow clients, a
+# hot reload every 5 s, traps and other faults), checking every answer; a line a minute (requests,
+# expected and unexpected errors, p99, host RSS) and a verdict: unexpected errors, RSS flat after
+# warm-up. e.g. make soak DURATION=2; ARGS=--strict exits 1 on a bad verdict.
+DURATION ?= 10
+soak: build test-guests
+	sh scripts/ensure-tools.sh wrk
+	python3 bench/soak.py --host $(HOST_BIN) --guests $(GUESTS) --examples examples/routes --minutes $(DURATION) $(ARGS)

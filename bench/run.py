@@ -38,8 +38,6 @@ import collections
 import errno
 import os
 import re
-import resource
-import select
 import selectors
 import shutil
 import signal
@@ -48,8 +46,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+
+from harness import (BadResponse, PeakRss, Server, fmt_us, machine, on_signal, raise_open_files, read_head,
+                     rss_kib, split_addr, stop_all, wrk)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTIONS = ("hello", "streams", "idle", "startup", "hang", "instances", "polyglot")
@@ -58,8 +58,6 @@ GIB = 1 << 30
 MIB = 1 << 20
 # The 1 GiB transfers; the upload is sent from this buffer again and again.
 SEND_BUFFER = b"x" * (4 * MIB)
-# Seconds a server has to print its readiness line.
-READY_TIMEOUT = 60
 # Non-blocking connects in flight at once in the hang sections: keeps the host's accept queue
 # short (a full queue drops SYNs, and the client then retries only after a second).
 MAX_CONNECTING = 200
@@ -68,162 +66,6 @@ INSTANCES_HANG_SECS = 50
 # --instance-reuse for the reuse rows of the hello section.
 REUSE = 1000
 WASMTIME_INSTALL = "make wasmtime-cli, or cargo install wasmtime-cli --version 48.0.8 --locked"
-
-
-# ---------------------------------------------------------------------------------------------
-# Processes: every server goes through `spawn`, and `stop_all` kills what is still running.
-
-PROCS = []
-
-
-def spawn(argv, **kwargs):
-    proc = subprocess.Popen(argv, **kwargs)
-    PROCS.append(proc)
-    return proc
-
-
-def stop(proc):
-    if proc.poll() is None:
-        proc.kill()  # by PID: os.kill(proc.pid, SIGKILL)
-    proc.wait()
-    if proc in PROCS:
-        PROCS.remove(proc)
-
-
-def stop_all():
-    for proc in list(PROCS):
-        stop(proc)
-
-
-def on_signal(signum, _frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def rss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-class PeakRss:
-    """Samples a process's VmRSS every 10 ms while the `with` block runs."""
-
-    def __init__(self, pid):
-        self.pid, self.peak_kib, self.done = pid, rss_kib(pid), threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self):
-        while not self.done.wait(0.01):
-            self.peak_kib = max(self.peak_kib, rss_kib(self.pid))
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.done.set()
-        self.thread.join()
-        self.peak_kib = max(self.peak_kib, rss_kib(self.pid))
-
-    @property
-    def mib(self):
-        return self.peak_kib / 1024
-
-
-class Server:
-    """A server process started here, ready once it printed its address.
-
-    `ready` is a regex whose group 1 is `host:port`, looked for on stdout (or stderr for
-    wasmtime). Logs (stderr) go to `log` opened in append mode, so the file can be truncated
-    between runs while the server writes on.
-    """
-
-    def __init__(self, name, argv, log=None, env=None, ready=r"listening on http://(\S+)", ready_on="stdout"):
-        self.name, self.argv, self.log = name, argv, log
-        self.started = time.monotonic()
-        other = open(log, "ab") if log else subprocess.DEVNULL
-        if ready_on == "stdout":
-            outputs = {"stdout": subprocess.PIPE, "stderr": other}
-        else:
-            outputs = {"stdout": other, "stderr": subprocess.PIPE}
-        self.proc = spawn(argv, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}, **outputs)
-        if log:
-            other.close()
-        stream = self.proc.stdout if ready_on == "stdout" else self.proc.stderr
-        self.addr, self.said = self._wait_ready(stream.fileno(), re.compile(ready))
-        self.ready_after = time.monotonic() - self.started
-        # Keep draining the pipe so the server never blocks on a full one.
-        threading.Thread(target=drain, args=(stream,), daemon=True).start()
-
-    def _wait_ready(self, fd, pattern):
-        """Reads the server's output until `pattern` matches, it exits, or READY_TIMEOUT."""
-        said = b""
-        deadline = self.started + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            readable, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-            if not readable:
-                break
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                break  # the server closed its output: it exited
-            said += chunk
-            found = pattern.search(said.decode(errors="replace"))
-            if found:
-                return found.group(1).rstrip("/"), said.decode(errors="replace")
-        # Give an exiting server a moment, so `failure` can tell its exit status.
-        try:
-            self.proc.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            pass
-        return None, said.decode(errors="replace")
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    @property
-    def url(self):
-        return f"http://{self.addr}"
-
-    def failure(self):
-        """What a server that never got ready said (its output and the end of its log)."""
-        self.proc.poll()
-        text = self.said
-        if self.log and os.path.exists(self.log):
-            with open(self.log, errors="replace") as f:
-                text += f.read()[-4000:]
-        state = "still running" if self.proc.returncode is None else f"exit status {self.proc.returncode}"
-        return f"{state}; it said: {text.strip() or '(nothing)'}"
-
-    def truncate_log(self):
-        if self.log:
-            os.truncate(self.log, 0)
-
-    def log_problems(self, limit=3):
-        """Counts the WARN/ERROR lines of the log and returns (count, the first few)."""
-        if not self.log or not os.path.exists(self.log):
-            return 0, []
-        count, first = 0, []
-        with open(self.log, "rb") as f:
-            for line in f:
-                if b" WARN " in line or b" ERROR " in line:
-                    count += 1
-                    if len(first) < limit:
-                        first.append(line.decode(errors="replace").rstrip())
-        return count, first
-
-    def stop(self):
-        stop(self.proc)
-
-
-def drain(stream):
-    while stream.read(65536):
-        pass
 
 
 def report_problems(server):
@@ -261,57 +103,8 @@ class Targets:
 # Formatting.
 
 
-def fmt_us(us):
-    if us is None:
-        return "-"
-    if us < 1000:
-        return f"{us:.0f} µs"
-    if us < 1_000_000:
-        return f"{us / 1000:.2f} ms"
-    return f"{us / 1e6:.2f} s"
-
-
 def fmt_ratio(value):
     return "-" if value is None else f"{value:.2f}×"
-
-
-# ---------------------------------------------------------------------------------------------
-# wrk.
-
-LATENCY_UNITS = {"us": 1, "ms": 1000, "s": 1_000_000, "m": 60_000_000}
-
-
-def parse_duration_us(text):
-    found = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-    return float(found.group(1)) * LATENCY_UNITS[found.group(2)]
-
-
-def wrk(url, connections, secs, pid):
-    """Runs wrk once; returns req/s, p50/p99 in µs, errors and the server's peak RSS."""
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{secs}s", "--latency", url]
-    with PeakRss(pid) as rss:
-        try:
-            run = subprocess.run(argv, capture_output=True, text=True, timeout=secs + 60)
-            out, failed = run.stdout, run.returncode and f"wrk failed ({run.returncode}): {run.stderr.strip()}"
-        except subprocess.TimeoutExpired:
-            out, failed = "", "wrk did not finish"
-    result = {"rss": rss.mib, "errors": ""}
-    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    result["rps"] = float(found.group(1)) if found else 0.0
-    for pct in ("50", "99"):
-        found = re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", out, re.M)
-        result[f"p{pct}"] = parse_duration_us(found.group(1)) if found else None
-    problems = []
-    found = re.search(r"Socket errors: (.*)", out)
-    if found:
-        problems.append(f"socket errors: {found.group(1)}")
-    found = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if found:
-        problems.append(f"{found.group(1)} non-2xx")
-    if failed:
-        problems.append(failed)
-    result["errors"] = "; ".join(problems)
-    return result
 
 
 def section_hello(args, tmp, routes, targets):
@@ -477,35 +270,6 @@ def build_wasi_hello(args):
 
 # ---------------------------------------------------------------------------------------------
 # Streams: 1 GiB down (sized, chunked) and up.
-
-
-def split_addr(addr):
-    host, port = addr.rsplit(":", 1)
-    return host, int(port)
-
-
-class BadResponse(Exception):
-    pass
-
-
-def read_head(sock, buf, view):
-    """Reads until the end of the response head; returns (status, headers, leftover bytes)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        n = sock.recv_into(view)
-        if not n:
-            raise BadResponse(f"connection closed before the response head ({len(data)} bytes)")
-        data += bytes(view[:n])
-        if len(data) > 65536 and b"\r\n\r\n" not in data[:65536]:
-            raise BadResponse("response head larger than 64 KiB")
-    head, rest = data.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return status, headers, rest
 
 
 def python_get(addr, path):
@@ -1060,17 +824,11 @@ def parse_args():
     return args
 
 
-def machine():
-    load = os.getloadavg()
-    return f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-
-
 def main():
     args = parse_args()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)  # also when started with SIGINT ignored (a background job)
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    hard = raise_open_files()
     if "hello" in args.only and not shutil.which("wrk"):
         subprocess.run(["sh", os.path.join(REPO, "scripts", "ensure-tools.sh"), "wrk"], check=True)
     print(f"wasm-host benchmarks: {args.host}")

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the Debian packages the test suite and benchmarks need when they are missing.
-#   scripts/ensure-tools.sh redis chromium wrk
+#   scripts/ensure-tools.sh redis chromium wrk slowhttptest
 # Each name is a tool; a tool already on PATH is left alone. Needs root (or sudo) and the
 # Debian archive; `apt-get update` runs first because a fresh machine has no package lists.
 set -eu
@@ -14,7 +14,8 @@ for tool in "$@"; do
             command -v chromedriver >/dev/null 2>&1 || packages="$packages chromium-driver"
             ;;
         wrk) command -v wrk >/dev/null 2>&1 || packages="$packages wrk" ;;
-        *) echo "ensure-tools: unknown tool '$tool' (known: redis chromium wrk)" >&2; exit 2 ;;
+        slowhttptest) command -v slowhttptest >/dev/null 2>&1 || packages="$packages slowhttptest" ;;
+        *) echo "ensure-tools: unknown tool '$tool' (known: redis chromium wrk slowhttptest)" >&2; exit 2 ;;
     esac
 done
 [ -z "$packages" ] && exit 0
