@@ -34,6 +34,29 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+
+    /// How log lines (on stderr) are written: `text` (key=value) or `json` (one object per
+    /// line, for log collectors).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The values of `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `key=value` text lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl From<LogFormat> for crate::log::Format {
+    fn from(format: LogFormat) -> Self {
+        match format {
+            LogFormat::Text => crate::log::Format::Text,
+            LogFormat::Json => crate::log::Format::Json,
+        }
+    }
 }
 
 /// The subcommands.

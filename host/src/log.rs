@@ -95,9 +95,22 @@ pub(crate) fn admit_guest_line(len: usize) -> bool {
     true
 }
 
-/// Sets up logging for the binary: `RUST_LOG` filters (default `info`), colours on a terminal.
-/// Keep the guard alive until exit: dropping it flushes what is queued.
-pub fn init() -> WorkerGuard {
+/// How log lines are written (`--log-format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// `tracing`'s text lines, `key=value` fields; colours on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields`, `span`, `spans`).
+    Json,
+}
+
+/// Where access lines go once [`init`] ran, and how they are written.
+static ACCESS_FORMAT: OnceLock<Format> = OnceLock::new();
+
+/// Sets up logging for the binary: `RUST_LOG` filters (default `info`), colours on a terminal
+/// in the text format. Keep the guard alive until exit: dropping it flushes what is queued.
+pub fn init(format: Format) -> WorkerGuard {
     // Log lines are written by a background thread so request tasks never block on stderr;
     // not lossy: when the writer falls behind, loggers wait rather than drop access lines.
     // The thread writes what has queued up in one go (it flushes when the queue is empty): one
@@ -110,13 +123,15 @@ pub fn init() -> WorkerGuard {
         .thread_name("wasm-host-log")
         .finish(Drain(std::io::BufWriter::with_capacity(64 << 10, std::io::stderr())));
     let writer = Queue(writer);
-    let ansi = std::io::stderr().is_terminal();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(writer.clone())
-        .with_ansi(ansi)
-        .init();
+    let ansi = format == Format::Text && std::io::stderr().is_terminal();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer.clone());
+    match format {
+        Format::Text => builder.with_ansi(ansi).init(),
+        Format::Json => builder.json().with_current_span(true).with_span_list(false).init(),
+    }
     let _ = ACCESS.set((writer, ansi));
+    let _ = ACCESS_FORMAT.set(format);
     guard
 }
 
@@ -124,8 +139,10 @@ pub fn init() -> WorkerGuard {
 pub struct Access<'a> {
     /// The request method.
     pub method: &'a str,
-    /// The request path (without the query).
+    /// The request path (without the query), as sent.
     pub path: &'a str,
+    /// The query without the `?`, as sent; empty when there is none.
+    pub query: &'a str,
     /// The status sent; `None` when nothing was (the handler or the client closed).
     pub status: Option<u16>,
     /// Bytes on the wire, head included.
@@ -138,6 +155,32 @@ pub struct Access<'a> {
     pub peer: SocketAddr,
     /// Instances alive when the line was written.
     pub live: usize,
+    /// The request's id (`x-request-id`).
+    pub request_id: &'a str,
+    /// How the exchange ended.
+    pub outcome: Ending,
+}
+
+/// How an exchange ended, for the access line's `outcome` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The whole response was sent.
+    Complete,
+    /// The response head went out but not the whole body: the connection was aborted (a
+    /// handler failure mid-stream, a client that left or read too slowly).
+    Aborted,
+    /// Nothing was sent: the handler closed the connection, or the client left first.
+    Closed,
+}
+
+impl Ending {
+    fn as_str(self) -> &'static str {
+        match self {
+            Ending::Complete => "complete",
+            Ending::Aborted => "aborted",
+            Ending::Closed => "closed",
+        }
+    }
 }
 
 /// Writes the access line for one request (target `access`, level INFO), if that is enabled.
@@ -149,17 +192,23 @@ pub fn access(line: &Access<'_>) {
         // A library user (or a test) with its own subscriber gets an ordinary event.
         tracing::info!(
             target: "access",
-            method = %line.method, path = %line.path, status = %Status(line.status), bytes = line.bytes,
-            micros = line.micros, route = %line.route, peer = %line.peer, live = line.live,
+            method = %line.method, path = %line.path, query = %line.query, status = %Status(line.status),
+            bytes = line.bytes, micros = line.micros, route = %line.route, peer = %line.peer, live = line.live,
+            request_id = %line.request_id, outcome = line.outcome.as_str(),
         );
         return;
     };
+    let json = ACCESS_FORMAT.get() == Some(&Format::Json);
     thread_local! {
         static BUF: RefCell<String> = RefCell::new(String::with_capacity(256));
     }
     BUF.with_borrow_mut(|buf| {
         buf.clear();
-        format_line(buf, line, std::time::SystemTime::now(), *ansi);
+        if json {
+            format_json(buf, line, std::time::SystemTime::now());
+        } else {
+            format_line(buf, line, std::time::SystemTime::now(), *ansi);
+        }
         // Only fails when the log thread is gone (at exit), like any other line then.
         // (A clone per line is what `tracing` does too: `MakeWriter` for `NonBlocking`.)
         let _ = writer.clone().write_all(buf.as_bytes());
@@ -171,15 +220,19 @@ pub fn access(line: &Access<'_>) {
 fn format_line(buf: &mut String, line: &Access<'_>, now: std::time::SystemTime, ansi: bool) {
     let (dim, italic, green, reset) =
         if ansi { ("\x1b[2m", "\x1b[3m", "\x1b[32m", "\x1b[0m") } else { ("", "", "", "") };
-    let fields: [(&str, &dyn std::fmt::Display); 8] = [
+    let query = Quoted(line.query);
+    let fields: [(&str, &dyn std::fmt::Display); 11] = [
         ("method", &line.method),
-        ("path", &line.path),
+        ("path", &Quoted(line.path)),
+        ("query", if line.query.is_empty() { &"-" } else { &query }),
         ("status", &Status(line.status)),
         ("bytes", &line.bytes),
         ("micros", &line.micros),
-        ("route", &line.route),
+        ("route", &Quoted(line.route)),
         ("peer", &line.peer),
         ("live", &line.live),
+        ("request_id", &line.request_id),
+        ("outcome", &line.outcome.as_str()),
     ];
     let _ = write!(
         buf,
@@ -191,6 +244,76 @@ fn format_line(buf: &mut String, line: &Access<'_>, now: std::time::SystemTime, 
         let _ = write!(buf, "{sep}{italic}{name}{reset}{dim}={reset}{value}");
     }
     buf.push('\n');
+}
+
+/// The access line as one JSON object, in the shape of `tracing`'s JSON format.
+fn format_json(buf: &mut String, line: &Access<'_>, now: std::time::SystemTime) {
+    fn string(buf: &mut String, s: &str) {
+        // serde_json escapes exactly what JSON needs; a `String` target cannot fail.
+        let _ = serde_json::to_writer(StringWriter(buf), s);
+    }
+    let _ = write!(
+        buf,
+        "{{\"timestamp\":\"{}\",\"level\":\"INFO\",\"fields\":{{",
+        humantime::format_rfc3339_micros(now)
+    );
+    buf.push_str("\"method\":");
+    string(buf, line.method);
+    buf.push_str(",\"path\":");
+    string(buf, line.path);
+    buf.push_str(",\"query\":");
+    string(buf, line.query);
+    match line.status {
+        Some(status) => {
+            let _ = write!(buf, ",\"status\":{status}");
+        }
+        None => buf.push_str(",\"status\":null"),
+    }
+    let _ = write!(buf, ",\"bytes\":{},\"micros\":{},\"route\":", line.bytes, line.micros);
+    string(buf, line.route);
+    let _ = write!(buf, ",\"peer\":\"{}\",\"live\":{},\"request_id\":", line.peer, line.live);
+    string(buf, line.request_id);
+    let _ = write!(buf, ",\"outcome\":\"{}\"}},\"target\":\"access\"}}", line.outcome.as_str());
+    buf.push('\n');
+}
+
+/// `serde_json`'s writer into a `String` (it only ever writes UTF-8).
+struct StringWriter<'a>(&'a mut String);
+
+impl std::io::Write for StringWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let text = std::str::from_utf8(bytes).map_err(std::io::Error::other)?;
+        self.0.push_str(text);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A field value for the text line, in double quotes (with `"` and `\` escaped) when it has a
+/// space, a quote, a backslash or an `=`, bare otherwise; `-` when empty.
+struct Quoted<'a>(&'a str);
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = self.0;
+        if value.is_empty() {
+            return f.write_str("-");
+        }
+        if !value.bytes().any(|b| matches!(b, b' ' | b'"' | b'\\' | b'=')) {
+            return f.write_str(value);
+        }
+        f.write_str("\"")?;
+        for c in value.chars() {
+            if matches!(c, '"' | '\\') {
+                f.write_str("\\")?;
+            }
+            std::fmt::Write::write_char(f, c)?;
+        }
+        f.write_str("\"")
+    }
 }
 
 /// A status for the access log: `-` when none was sent.
@@ -213,12 +336,15 @@ mod tests {
         Access {
             method: "GET",
             path: "/users/42",
+            query: "",
             status: Some(200),
             bytes: 129,
             micros: 33,
             route: "GET /users/{id}",
             peer: "127.0.0.1:5555".parse().unwrap(),
             live: 1,
+            request_id: "0123456789abcdef",
+            outcome: Ending::Complete,
         }
     }
 
@@ -229,9 +355,38 @@ mod tests {
         format_line(&mut buf, &sample(), at, false);
         assert_eq!(
             buf,
-            "2025-12-01T23:30:13.924245Z  INFO access: method=GET path=/users/42 status=200 bytes=129 \
-             micros=33 route=GET /users/{id} peer=127.0.0.1:5555 live=1\n"
+            "2025-12-01T23:30:13.924245Z  INFO access: method=GET path=/users/42 query=- status=200 bytes=129 \
+             micros=33 route=\"GET /users/{id}\" peer=127.0.0.1:5555 live=1 request_id=0123456789abcdef \
+             outcome=complete\n"
         );
+    }
+
+    #[test]
+    fn values_with_spaces_quotes_or_equals_signs_are_quoted_and_escaped() {
+        let mut buf = String::new();
+        let line = Access { query: "a=\"b c\"\\", outcome: Ending::Aborted, ..sample() };
+        format_line(&mut buf, &line, std::time::UNIX_EPOCH, false);
+        assert!(buf.contains(r#" query="a=\"b c\"\\" "#), "{buf}");
+        assert!(buf.ends_with(" outcome=aborted\n"), "{buf}");
+    }
+
+    #[test]
+    fn the_json_access_line_is_one_object_with_every_field() {
+        let mut buf = String::new();
+        let line = Access { query: "q=\"1\"", status: None, outcome: Ending::Closed, ..sample() };
+        format_json(&mut buf, &line, std::time::UNIX_EPOCH);
+        assert_eq!(buf.matches('\n').count(), 1);
+        let v: serde_json::Value = serde_json::from_str(&buf).unwrap();
+        assert_eq!(v["target"], "access");
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["timestamp"], "1970-01-01T00:00:00.000000Z");
+        let f = &v["fields"];
+        assert_eq!(f["query"], "q=\"1\"");
+        assert_eq!(f["status"], serde_json::Value::Null);
+        assert_eq!(f["route"], "GET /users/{id}");
+        assert_eq!(f["bytes"], 129);
+        assert_eq!(f["request_id"], "0123456789abcdef");
+        assert_eq!(f["outcome"], "closed");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use wasm_host::server::{Server, shutdown_signal};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _flush_on_exit = wasm_host::log::init();
+    let _flush_on_exit = wasm_host::log::init(cli.log_format.into());
     let result = match cli.command {
         Command::Run(args) => run(*args),
         Command::Routes { routes_dir, static_dir } => list_routes(&routes_dir, static_dir.as_deref()),

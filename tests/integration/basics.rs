@@ -59,7 +59,7 @@ fn example_routes_answer_as_documented() {
     let warn =
         log.lines().find(|l| l.contains("WARN") && l.contains("Oups")).unwrap_or_else(|| panic!("{log}"));
     assert!(warn.contains("handler panicked at") && warn.contains("exception/src/lib.rs:"), "{warn}");
-    assert!(warn.contains("route=GET /exception"), "{warn}");
+    assert!(warn.contains("route=\"GET /exception\""), "{warn}");
     assert!(!log.contains("wasm backtrace"), "the backtrace is for DEBUG: {log}");
     assert_eq!(get(&s, "/hello-world"), (200, "Hello world!".into()), "served after a trap");
 

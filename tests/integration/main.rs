@@ -7,6 +7,7 @@ mod dev;
 mod errors;
 mod framing;
 mod hostile;
+mod logs;
 mod polyglot;
 mod reload;
 mod reuse;

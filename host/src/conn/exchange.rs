@@ -7,12 +7,14 @@ use std::time::Instant;
 
 use bytes::Buf as _;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::Instrument as _;
 
 use super::body::{BodySource, PumpTimes, end_body, pump, write_piece};
 use super::failure::Failure;
 use super::{Conn, Next, Outcome};
 use crate::app::LoadedHandler;
 use crate::config::{DRAIN_LIMIT, STREAM_CHUNK_SIZE};
+use crate::http::request_id::{self, RequestId};
 use crate::http::{
     BodyDecoder, BodyEncoder, BodyFraming, BodyKind, CONTINUE_100, Decoded, ERROR_MARKER, RequestHead,
     SSE_HEADERS, encode_head, plan_response,
@@ -47,15 +49,22 @@ impl RequestBody {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
-    /// Routes and answers one request, and logs its access line.
+    /// Routes and answers one request, and logs its access line. The request gets its id
+    /// (`x-request-id`) first; every log line written while it is answered carries it.
     pub(super) async fn exchange(&mut self, mut head: RequestHead) -> Next {
+        let id = request_id::ensure(&mut head.headers);
+        let span = tracing::info_span!("request", id = %id);
+        self.answer(head, &id).instrument(span).await
+    }
+
+    async fn answer(&mut self, mut head: RequestHead, id: &RequestId) -> Next {
         let start = Instant::now();
         let routes = self.app.routes.load_full();
         let mut body = RequestBody::new(&head, self.app.config.http.max_body);
         if self.app.build_failures.is_some() {
             self.wants_html = head.header_all("accept").any(|v| v.windows(9).any(|w| w == b"text/html"));
             if let Some(outcome) = self.answer_build_failure(&head, &mut body, &routes).await {
-                self.log_access(&head, &outcome, None, start);
+                self.log_access(&head, &outcome, None, start, id);
                 return outcome.next;
             }
         }
@@ -87,7 +96,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Lookup::NotFound => (self.fail(&head, &mut body, Failure::NotFound, None).await, None),
             Lookup::BadPath => (self.fail(&head, &mut body, Failure::BadPath, None).await, None),
         };
-        self.log_access(&head, &outcome, route, start);
+        self.log_access(&head, &outcome, route, start, id);
         outcome.next
     }
 
@@ -254,12 +263,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             // Overloaded: the plain answer, quietly (every busy request would log otherwise).
             Err(GuestError::Busy | GuestError::RouteBusy(_)) => return None,
             Err(e) => {
-                tracing::warn!(route = %label, "error page for {status} failed, sending the plain answer: {e}");
+                tracing::warn!(route = ?label, "error page for {status} failed, sending the plain answer: {e}");
                 return None;
             }
         };
         let Body::Full(body) = response.body else {
-            tracing::warn!(route = %label, "error page for {status} is not a whole body, sending the plain answer");
+            tracing::warn!(route = ?label, "error page for {status} is not a whole body, sending the plain answer");
             return None;
         };
         let content_type = response
@@ -425,7 +434,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         };
         if let Err(e) = self.io.write_out_with(full).await {
             Failure::of_write(&e).log(route, true);
-            return Outcome { status, bytes: 0, next: Next::Close };
+            return Outcome { status, bytes: 0, next: Next::Close, aborted: true };
         }
         let mut wire = (self.io.out.len() + full.len()) as u64;
         let mut source = match response.body {
@@ -433,7 +442,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Body::Events if plan.send_body => BodySource::events(inst),
             _ => {
                 self.app.runtime.recycle(inst);
-                return Outcome { status, bytes: wire, next };
+                return Outcome { status, bytes: wire, next, aborted: false };
             }
         };
         let mut encoder = BodyEncoder::new(plan.framing);
@@ -484,11 +493,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
         let status = Some(response.status);
         if self.io.write_out_with(&[]).await.is_err() {
-            return Outcome { status, bytes: 0, next: Next::Close };
+            return Outcome { status, bytes: 0, next: Next::Close, aborted: true };
         }
         let mut wire = self.io.out.len() as u64;
         if !plan.send_body {
-            return Outcome { status, bytes: wire, next: Next::Close };
+            return Outcome { status, bytes: wire, next: Next::Close, aborted: false };
         }
         let mut encoder = BodyEncoder::new(plan.framing);
         let result = self.duplex_body(body, &mut inst, &mut encoder, &mut wire).await;
@@ -566,7 +575,8 @@ fn guest_request(head: &mut RequestHead, params: Vec<(String, String)>, peer: &s
     Request {
         method: head.method.clone(),
         path: percent_encoding::percent_decode_str(&head.path).decode_utf8_lossy().into_owned(),
-        query: mem::take(&mut head.query),
+        // Kept in the head for the access line.
+        query: head.query.clone(),
         protocol: head.version.as_str().to_owned(),
         headers: mem::take(&mut head.headers)
             .into_iter()
@@ -626,10 +636,10 @@ pub(super) fn finish_stream(
     next: Next,
 ) -> Outcome {
     match result {
-        Ok(()) => Outcome { status, bytes: wire, next },
+        Ok(()) => Outcome { status, bytes: wire, next, aborted: false },
         Err(failure) => {
             failure.log(route, true);
-            Outcome { status, bytes: wire, next: Next::Close }
+            Outcome { status, bytes: wire, next: Next::Close, aborted: true }
         }
     }
 }

@@ -80,20 +80,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let status = Some(planned.status);
         let next = if plan.keep_alive { Next::KeepAlive } else { Next::Close };
         if self.io.write_out_with(&[]).await.is_err() {
-            return Outcome { status, bytes: 0, next: Next::Close };
+            return Outcome { status, bytes: 0, next: Next::Close, aborted: true };
         }
         let mut wire = self.io.out.len() as u64;
         if !plan.send_body {
-            return Outcome { status, bytes: wire, next };
+            return Outcome { status, bytes: wire, next, aborted: false };
         }
         let mut source = BodySource::file(file.file, planned.parts);
         let mut encoder = BodyEncoder::new(plan.framing);
         let times = self.pump_times();
         match pump(&mut self.io, &mut source, &mut encoder, times, &mut wire).await {
-            Ok(()) => Outcome { status, bytes: wire, next },
+            Ok(()) => Outcome { status, bytes: wire, next, aborted: false },
             Err(failure) => {
                 failure.log(Some("static"), true);
-                Outcome { status, bytes: wire, next: Next::Close }
+                Outcome { status, bytes: wire, next: Next::Close, aborted: true }
             }
         }
     }

@@ -51,12 +51,23 @@ struct Outcome {
     /// Bytes on the wire, head included.
     bytes: u64,
     next: Next,
+    /// The head went out but the body was cut short (the connection is aborted).
+    aborted: bool,
 }
 
 impl Outcome {
     /// Nothing was sent and the connection closes.
     fn closed() -> Self {
-        Self { status: None, bytes: 0, next: Next::Close }
+        Self { status: None, bytes: 0, next: Next::Close, aborted: false }
+    }
+
+    /// How the exchange ended, for the access line.
+    fn ending(&self) -> crate::log::Ending {
+        match (self.status, self.aborted) {
+            (None, _) => crate::log::Ending::Closed,
+            (Some(_), true) => crate::log::Ending::Aborted,
+            (Some(_), false) => crate::log::Ending::Complete,
+        }
     }
 }
 
@@ -76,10 +87,14 @@ where
             Ok(Some(head)) => head,
             Ok(None) => break,
             Err(failure) => {
+                let (method, path) =
+                    crate::http::head::request_line_start(&conn.io.buf).unwrap_or(("-", "-"));
+                let (method, path) = (method.to_owned(), path.to_owned());
                 let outcome = conn.fail_head(&failure).await;
                 info!(
-                    target: "access", peer = %peer, status = %crate::log::Status(outcome.status),
-                    bytes = outcome.bytes, "rejected request: {failure}"
+                    target: "access", method = %method, path = %path, peer = %peer,
+                    status = %crate::log::Status(outcome.status), bytes = outcome.bytes,
+                    outcome = %"rejected", "rejected request: {failure}"
                 );
                 break;
             }
@@ -183,28 +198,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 head_only,
             ),
         }
-        let bytes = match self.io.write_out_with(&[]).await {
-            Ok(()) => self.io.out.len() as u64,
-            Err(_) => 0,
+        let (bytes, aborted) = match self.io.write_out_with(&[]).await {
+            Ok(()) => (self.io.out.len() as u64, false),
+            Err(_) => (0, true),
         };
         Outcome {
             status: Some(answer.status),
             bytes,
-            next: if close { Next::Close } else { Next::KeepAlive },
+            next: if close || aborted { Next::Close } else { Next::KeepAlive },
+            aborted,
         }
     }
 
     /// Logs one request's access line.
-    fn log_access(&self, head: &RequestHead, outcome: &Outcome, route: Option<&str>, start: Instant) {
+    fn log_access(
+        &self,
+        head: &RequestHead,
+        outcome: &Outcome,
+        route: Option<&str>,
+        start: Instant,
+        id: &crate::http::request_id::RequestId,
+    ) {
         crate::log::access(&crate::log::Access {
             method: &head.method,
             path: &head.path,
+            query: &head.query,
             status: outcome.status,
             bytes: outcome.bytes,
             micros: start.elapsed().as_micros() as u64,
             route: route.unwrap_or("-"),
             peer: self.peer,
             live: self.app.runtime.live_instances(),
+            request_id: id.as_str(),
+            outcome: outcome.ending(),
         });
     }
 }

@@ -193,7 +193,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             } else {
                 Next::Close
             };
-            return (Outcome { status, bytes: if written.is_ok() { wire } else { 0 }, next }, false);
+            return (
+                Outcome {
+                    status,
+                    bytes: if written.is_ok() { wire } else { 0 },
+                    next,
+                    aborted: written.is_err(),
+                },
+                false,
+            );
         }
         let mut encoder = BodyEncoder::new(plan.framing);
         let pull_timeout = self.app.runtime.limits().pull_timeout;

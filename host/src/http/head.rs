@@ -105,6 +105,28 @@ pub fn is_head_request(buf: &[u8]) -> bool {
     buf[start..].starts_with(b"HEAD ")
 }
 
+/// The method and path of the request line at the start of `buf`, when they can be read from
+/// it (a token, a space, a target of visible ASCII up to `?` or a space): for logging a request
+/// that was rejected before it could be parsed whole. `None` for anything else.
+#[must_use]
+pub fn request_line_start(buf: &[u8]) -> Option<(&str, &str)> {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let line = &buf[start..buf.len().min(start + 8 * 1024)];
+    let space = line.iter().position(|&b| b == b' ')?;
+    let (method, rest) = (&line[..space], &line[space + 1..]);
+    let end = rest.iter().position(|&b| matches!(b, b' ' | b'?' | b'\r' | b'\n')).unwrap_or(rest.len());
+    let target = &rest[..end];
+    let visible = |b: &u8| b.is_ascii_graphic() && *b != b'"' && *b != b'\\';
+    if method.is_empty()
+        || !crate::http::response::is_token(method)
+        || target.is_empty()
+        || !target.iter().all(visible)
+    {
+        return None;
+    }
+    Some((std::str::from_utf8(method).ok()?, std::str::from_utf8(target).ok()?))
+}
+
 /// Parses a request head from the start of `buf`.
 ///
 /// - `Ok(None)`: the head is incomplete; read more bytes and call again with the whole
@@ -1255,5 +1277,22 @@ mod tests {
         assert_eq!(parse_decimal(b""), None);
         assert_eq!(parse_decimal(b"1 "), None);
         assert_eq!(parse_decimal(b"99999999999999999999"), None);
+    }
+
+    #[test]
+    fn the_method_and_path_of_a_rejected_request_are_read_when_they_can_be() {
+        assert_eq!(request_line_start(b"GET /a/b?q=1 HTTP/1.1\r\nHost"), Some(("GET", "/a/b")));
+        assert_eq!(request_line_start(b"\r\nPOST /x HTTP/1.1"), Some(("POST", "/x")));
+        assert_eq!(request_line_start(b"GET /long-without-end"), Some(("GET", "/long-without-end")));
+        for junk in [
+            &b""[..],
+            b"\x16\x03\x01\x02",
+            b"GET",
+            b"G(T / HTTP/1.1",
+            b"GET \"/x\" HTTP/1.1",
+            b"GET  / HTTP/1.1",
+        ] {
+            assert_eq!(request_line_start(junk), None, "{:?}", String::from_utf8_lossy(junk));
+        }
     }
 }

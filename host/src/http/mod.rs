@@ -16,6 +16,7 @@ pub mod body;
 pub mod date;
 pub mod framing;
 pub mod head;
+pub mod request_id;
 pub mod response;
 pub mod sse;
 

@@ -112,10 +112,11 @@ impl Server {
             workers = config.workers,
             max_connections = config.max_connections,
             max_instances = config.runtime.max_instances,
-            max_body = ?config.http.max_body,
+            route_max_instances = config.runtime.route_max_instances(),
+            max_body = %config.http.max_body.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
             watch = watcher.is_some(),
             tls = tls.is_some(),
-            static_dir = ?app.static_dir.as_ref().map(|s| s.dir().to_path_buf()),
+            static_dir = %app.static_dir.as_ref().map_or_else(|| "-".into(), |s| s.dir().display().to_string()),
             "serving"
         );
         let reloader = tokio::spawn(site::watch(app.clone(), watcher));
@@ -182,7 +183,7 @@ impl Server {
         }
         tracker.close();
         let grace = config.timeouts.shutdown_grace;
-        info!(in_flight = tracker.len(), grace = ?grace, "shutting down");
+        info!(in_flight = tracker.len(), grace = %humantime::format_duration(grace), "shutting down");
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             warn!(in_flight = tracker.len(), "grace period over; closing remaining connections");
         }
