@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use bytes::Buf as _;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tracing::Instrument as _;
 
 use super::body::{BodySource, PumpTimes, end_body, pump, write_piece};
 use super::failure::Failure;
@@ -50,11 +49,11 @@ impl RequestBody {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Routes and answers one request, and logs its access line. The request gets its id
-    /// (`x-request-id`) first; every log line written while it is answered carries it.
+    /// (`x-request-id`) first; every log line written while it is answered carries it
+    /// (`request_id=`).
     pub(super) async fn exchange(&mut self, mut head: RequestHead) -> Next {
         let id = request_id::ensure(&mut head.headers);
-        let span = tracing::info_span!("request", id = %id);
-        self.answer(head, &id).instrument(span).await
+        crate::log::in_request(id, self.answer(head, &id)).await
     }
 
     async fn answer(&mut self, mut head: RequestHead, id: &RequestId) -> Next {
@@ -263,12 +262,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             // Overloaded: the plain answer, quietly (every busy request would log otherwise).
             Err(GuestError::Busy | GuestError::RouteBusy(_)) => return None,
             Err(e) => {
-                tracing::warn!(route = ?label, "error page for {status} failed, sending the plain answer: {e}");
+                tracing::warn!(route = ?label, request_id = %crate::log::CurrentRequest, "error page for {status} failed, sending the plain answer: {e}");
                 return None;
             }
         };
         let Body::Full(body) = response.body else {
-            tracing::warn!(route = ?label, "error page for {status} is not a whole body, sending the plain answer");
+            tracing::warn!(route = ?label, request_id = %crate::log::CurrentRequest, "error page for {status} is not a whole body, sending the plain answer");
             return None;
         };
         let content_type = response

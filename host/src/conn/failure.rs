@@ -178,14 +178,16 @@ impl Failure {
         let route = route.unwrap_or("-");
         // One line says what went wrong; wasmtime's account (the wasm backtrace) is for DEBUG.
         if let Failure::Guest(GuestError::Panic { trap, .. } | GuestError::OutOfMemory { trap, .. }) = self {
-            debug!(route = ?route, "trap: {trap}");
+            debug!(route = ?route, request_id = %crate::log::CurrentRequest, "trap: {trap}");
         }
         match self {
             Failure::ClientGone if head_sent => {
-                info!(route = ?route, "client went away during the response body")
+                info!(route = ?route, request_id = %crate::log::CurrentRequest, "client went away during the response body")
             }
-            Failure::SendTimeout => info!(route = ?route, "{self}"),
-            Failure::Guest(GuestError::Busy | GuestError::RouteBusy(_)) => warn!(route = ?route, "{self}"),
+            Failure::SendTimeout => info!(route = ?route, request_id = %crate::log::CurrentRequest, "{self}"),
+            Failure::Guest(GuestError::Busy | GuestError::RouteBusy(_)) => {
+                warn!(route = ?route, request_id = %crate::log::CurrentRequest, "{self}")
+            }
             Failure::Guest(_)
             | Failure::InvalidResponse(_)
             | Failure::InvalidEvent(_)
@@ -193,17 +195,17 @@ impl Failure {
             | Failure::FileRead(_)
                 if head_sent =>
             {
-                warn!(route = ?route, "response body aborted: {self}")
+                warn!(route = ?route, request_id = %crate::log::CurrentRequest, "response body aborted: {self}")
             }
             Failure::Guest(_)
             | Failure::InvalidResponse(_)
             | Failure::InvalidEvent(_)
             | Failure::BodyLength(_) => {
-                warn!(route = ?route, "handler failed: {self}")
+                warn!(route = ?route, request_id = %crate::log::CurrentRequest, "handler failed: {self}")
             }
-            Failure::FileRead(_) => warn!(route = ?route, "{self}"),
+            Failure::FileRead(_) => warn!(route = ?route, request_id = %crate::log::CurrentRequest, "{self}"),
             Failure::Malformed(_) | Failure::HeadTimeout | Failure::BodyTimeout if head_sent => {
-                info!(route = ?route, "request body failed during a duplex exchange: {self}")
+                info!(route = ?route, request_id = %crate::log::CurrentRequest, "request body failed during a duplex exchange: {self}")
             }
             _ => {}
         }

@@ -27,6 +27,11 @@ impl RequestId {
         std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
     }
 
+    /// The id of no request (`-`): output of an instance between requests.
+    pub fn none() -> Self {
+        Self::from_valid(b"-")
+    }
+
     fn from_valid(value: &[u8]) -> Self {
         let mut bytes = [0; MAX_REQUEST_ID];
         bytes[..value.len()].copy_from_slice(value);

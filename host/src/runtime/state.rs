@@ -228,12 +228,18 @@ impl LineLogger {
         let line = line.as_ref();
         // Blank lines say nothing (Rust's panic report starts with one).
         if line.is_empty() || self.log.panic.clone().is_some_and(|slot| self.catch_panic(&slot, line)) {
-            tracing::debug!(target: "guest", stream = %self.log.stream, "[{}] {line}", self.log.route);
+            tracing::debug!(
+                target: "guest", stream = %self.log.stream, request_id = %crate::log::CurrentRequest,
+                "[{}] {line}", self.log.route
+            );
             return;
         }
         // Guest output never outruns the log writer by more than a bound (`log.rs`).
         if crate::log::admit_guest_line(line.len() + self.log.route.len() + GUEST_LINE_OVERHEAD) {
-            tracing::info!(target: "guest", stream = %self.log.stream, "[{}] {line}", self.log.route);
+            tracing::info!(
+                target: "guest", stream = %self.log.stream, request_id = %crate::log::CurrentRequest,
+                "[{}] {line}", self.log.route
+            );
         }
     }
 
