@@ -177,7 +177,10 @@ impl Failure {
     pub(super) fn log(&self, route: Option<&str>, head_sent: bool) {
         let route = route.unwrap_or("-");
         // One line says what went wrong; wasmtime's account (the wasm backtrace) is for DEBUG.
-        if let Failure::Guest(GuestError::Panic { trap, .. } | GuestError::OutOfMemory { trap, .. }) = self {
+        if let Failure::Guest(
+            GuestError::Panic { trap, .. } | GuestError::OutOfMemory { trap, .. } | GuestError::Trap(trap),
+        ) = self
+        {
             debug!(route = ?route, request_id = %crate::log::CurrentRequest, "trap: {trap}");
         }
         match self {

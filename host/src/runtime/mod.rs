@@ -123,8 +123,9 @@ impl LoadError {
 /// A failed hook call or pull.
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
-    /// The guest trapped (bad data, `unreachable`); the message is wasmtime's.
-    #[error("guest trapped: {0}")]
+    /// The guest trapped (bad data, `unreachable`); the message is wasmtime's, with its wasm
+    /// backtrace (shown as a whole by `wasm-host dev`; the error's one line leaves it out).
+    #[error("guest trapped: {}", trap_summary(.0))]
     Trap(String),
     /// The guest panicked: Rust's panic message and where, as the guest reported them; `trap`
     /// is wasmtime's account (with the wasm backtrace).
@@ -167,6 +168,15 @@ pub enum GuestError {
     /// No instance could be created (instance pool or memory exhausted).
     #[error("cannot instantiate: {0}")]
     Instantiate(String),
+}
+
+/// What a trap message says without its wasm backtrace: wasmtime's `{:#}` reads "error while
+/// executing at wasm backtrace:\n    0: … \n   19: 0x7937 - module!function: CAUSE", and a log
+/// line should be one line.
+fn trap_summary(trap: &str) -> &str {
+    let Some((_, frames)) = trap.split_once("wasm backtrace:") else { return trap };
+    let last = frames.lines().last().unwrap_or_default();
+    last.split_once(" - ").and_then(|(_, frame)| frame.split_once(": ")).map_or(trap, |(_, cause)| cause)
 }
 
 /// The SHA-256 of a handler file's bytes: identifies a version in logs and decides whether a
@@ -625,5 +635,20 @@ fn finish<T>(
             }
         }
         Err(_) => Err(GuestError::Deadline),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_trap_is_summed_up_in_one_line_without_its_backtrace() {
+        let trap = "error while executing at wasm backtrace:\n    0:   0x790e - <unknown>!<wasm function 121>\n   \
+                    19:   0x7937 - hostile.wasm!hostile::recurse: memory fault at wasm address 0xffffff10: \
+                    wasm trap: out of bounds memory access";
+        assert_eq!(
+            super::trap_summary(trap),
+            "memory fault at wasm address 0xffffff10: wasm trap: out of bounds memory access"
+        );
+        assert_eq!(super::trap_summary("wasm trap: unreachable"), "wasm trap: unreachable");
     }
 }
