@@ -42,8 +42,8 @@ run-polyglot: host examples-polyglot
 tools:
 	sh scripts/ensure-tools.sh redis chromium
 
-test: wasm-target tools examples-polyglot
-	$(CARGO) test --release --workspace
+test: wasm-target tools examples-polyglot fuzz-tools
+	WASM_HOST_H11_PYTHON=$(H11_PYTHON) $(CARGO) test --release --workspace
 
 lint: wasm-target
 	$(CARGO) fmt --all -- --check
@@ -108,3 +108,18 @@ DURATION ?= 10
 soak: build test-guests
 	sh scripts/ensure-tools.sh wrk
 	python3 bench/soak.py --host $(HOST_BIN) --guests $(GUESTS) --examples examples/routes --minutes $(DURATION) $(ARGS)
+
+# Fuzzing of the HTTP/1.1 codec (host/src/http/fuzz.rs); `make test` runs a short round of it.
+# fuzz-tools: h11 (PyPI, pinned) in a venv under target/fuzz, the differential test's oracle.
+# fuzz: every property for CASES cases each, or SECONDS in all (one minute without either), e.g.
+# make fuzz CASES=10000000 or make fuzz SECONDS=600; SEED=n replays a run. Prints what it covered.
+.PHONY: fuzz fuzz-tools
+H11_PYTHON := $(TARGET_DIR)/fuzz/venv/bin/python3
+
+fuzz-tools:
+	sh scripts/ensure-fuzz.sh >/dev/null
+
+fuzz: fuzz-tools
+	WASM_HOST_H11_PYTHON=$(H11_PYTHON) WASM_HOST_FUZZ_CASES=$(CASES) \
+		WASM_HOST_FUZZ_SECONDS=$(if $(CASES)$(SECONDS),$(SECONDS),60) WASM_HOST_FUZZ_SEED=$(SEED) \
+		$(CARGO) test --release --workspace --lib http::fuzz -- --nocapture --test-threads=1

@@ -145,16 +145,14 @@ pub fn request_line_start(buf: &[u8]) -> Option<(&str, &str)> {
 /// A [`RequestError`] when the head is malformed, ambiguous or over a limit; answer with
 /// its [`status`](RequestError::status) and close the connection.
 pub fn parse_head(buf: &[u8], limits: &HttpLimits) -> Result<Option<(RequestHead, usize)>, RequestError> {
+    // The head must be complete within max_head_bytes: nothing here looks at more than that,
+    // so no answer depends on bytes past the limit (nor on how many of them have arrived).
+    let limited = &buf[..buf.len().min(limits.max_head_bytes)];
     // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request line.
-    let Some(start) = skip_empty_lines(buf)? else {
+    let Some(start) = skip_empty_lines(limited)? else {
         return incomplete(buf, limits);
     };
-    if start >= limits.max_head_bytes {
-        return Err(RequestError::HeaderFieldsTooLarge);
-    }
-    // The head must be complete within max_head_bytes: httparse never sees more than that.
-    let rest = &buf[start..];
-    let window = &buf[start..buf.len().min(limits.max_head_bytes)];
+    let window = &limited[start..];
 
     let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
     let mut heap_slots;
@@ -181,11 +179,11 @@ pub fn parse_head(buf: &[u8], limits: &HttpLimits) -> Result<Option<(RequestHead
                 (Some(method), Some(target), Some(_)) => {
                     check_request_line_len(method.len() + target.len() + 2 + VERSION_LEN, limits)?
                 }
-                _ => check_partial_request_line(rest, limits)?,
+                _ => check_partial_request_line(window, limits)?,
             }
             incomplete(buf, limits)
         }
-        Err(httparse::Error::Version) => match later_minor_version(&req, rest) {
+        Err(httparse::Error::Version) => match later_minor_version(&req, window) {
             // RFC 9110 §2.5: a higher minor version is processed as the highest one we
             // implement. httparse knows only 1.0 and 1.1, so parse a copy that says 1.1.
             Some(LaterMinor::At(offset)) => {
@@ -193,10 +191,30 @@ pub fn parse_head(buf: &[u8], limits: &HttpLimits) -> Result<Option<(RequestHead
                 copy[start + offset] = b'1';
                 parse_head(&copy, limits)
             }
-            Some(LaterMinor::Incomplete) => incomplete(buf, limits),
-            None => Err(version_error(&req, rest)),
+            Some(LaterMinor::Incomplete) => {
+                check_partial_request_line(window, limits)?;
+                incomplete(buf, limits)
+            }
+            None => Err(refused(version_error(&req, window), buf, start, window, limits)),
         },
-        Err(e) => Err(map_httparse_error(e, &req, rest)),
+        Err(e) => Err(refused(map_httparse_error(e, &req, window), buf, start, window, limits)),
+    }
+}
+
+/// The answer for a head httparse refused with `e`: [`RequestError::UriTooLong`] instead when
+/// a shorter read of the same bytes, one byte past `max_request_line`, already answers 414
+/// (the line is too long before it is known to be wrong). The answer must not depend on how
+/// the bytes arrive. `window` is what httparse saw, from `buf[start]` on.
+fn refused(e: RequestError, buf: &[u8], start: usize, window: &[u8], limits: &HttpLimits) -> RequestError {
+    match limits.max_request_line.checked_add(1) {
+        // That read has no longer prefix to look at, so this recursion ends there.
+        Some(shortest) if window.len() > shortest => {
+            if parse_head(&buf[..start + shortest], limits) == Err(RequestError::UriTooLong) {
+                return RequestError::UriTooLong;
+            }
+            e
+        }
+        _ => e,
     }
 }
 
@@ -862,6 +880,62 @@ mod tests {
         // 16 bytes without a line end may still fit; 17 cannot.
         assert!(matches!(parse_with(b"GET /abc HTTP/1.", &limits), Ok(None)));
         assert_eq!(parse_with(b"GET /abcd HTTP/1.", &limits).unwrap_err(), RequestError::UriTooLong);
+    }
+
+    #[test]
+    fn request_line_over_the_limit_is_414_even_when_an_error_follows() {
+        // The limit is passed before the error byte arrives: a read that stops there answers
+        // 414, so a read of the whole request must too.
+        let limits = HttpLimits { max_request_line: 16, ..HttpLimits::default() };
+        for buf in [
+            &b"GET /abcdefghijklmnop HTTP/1.1\r\nNo Colon\r\n\r\n"[..],
+            b"GET /abcdefghijklmnop HTTP/2.0\r\n\r\n",
+            b"GET /abcdefghijklmnop\x01 HTTP/1.1\r\n\r\n",
+            b"GET /abcdefghijklmnop HTTP/1.1\rX",
+            b"GET /abcdefghijk HTTP/1.2*\r\n\r\n",
+        ] {
+            assert_eq!(parse_with(&buf[..17], &limits).unwrap_err(), RequestError::UriTooLong);
+            assert_eq!(parse_with(buf, &limits).unwrap_err(), RequestError::UriTooLong, "{buf:?}");
+        }
+        // An error within the limit is answered as it is.
+        assert!(matches!(
+            parse_with(b"G(T /abcdefghijklmnopqrstuvwxyz HTTP/1.1\r\n\r\n", &limits),
+            Err(RequestError::BadRequest(_))
+        ));
+        assert_eq!(
+            parse_with(b"GET /a HTTP/2.0\r\n\r\n", &limits).unwrap_err(),
+            RequestError::VersionNotSupported
+        );
+    }
+
+    #[test]
+    fn a_bare_cr_past_the_head_limit_is_not_looked_at() {
+        let limits = HttpLimits { max_head_bytes: 2, ..HttpLimits::default() };
+        assert_eq!(parse_with(b"\n\r", &limits).unwrap_err(), RequestError::HeaderFieldsTooLarge);
+        assert_eq!(parse_with(b"\n\rX", &limits).unwrap_err(), RequestError::HeaderFieldsTooLarge);
+        assert_eq!(
+            parse_with(b"\rX", &limits).unwrap_err(),
+            RequestError::BadRequest("bare cr in line ending")
+        );
+    }
+
+    #[test]
+    fn the_request_line_is_judged_within_the_head_limit() {
+        // Bytes past max_head_bytes are never looked at, so they cannot turn the 431 of an
+        // unfinished head into a 414, whether they arrive in the same read or later.
+        let limits = HttpLimits { max_head_bytes: 16, max_request_line: 20, ..HttpLimits::default() };
+        let buf = b"GET /abcdefghijklmnopqrstuvwxyz HTTP/1.1\r\n\r\n";
+        assert_eq!(parse_with(&buf[..16], &limits).unwrap_err(), RequestError::HeaderFieldsTooLarge);
+        assert_eq!(parse_with(buf, &limits).unwrap_err(), RequestError::HeaderFieldsTooLarge);
+    }
+
+    #[test]
+    fn a_later_minor_version_still_arriving_is_held_to_the_line_limit() {
+        let limits = HttpLimits { max_request_line: 16, ..HttpLimits::default() };
+        // "GET /abcdefghijk" (16 bytes) is already 414 before the version arrives.
+        assert_eq!(parse_with(b"GET /abcdefghijkl", &limits).unwrap_err(), RequestError::UriTooLong);
+        assert_eq!(parse_with(b"GET /abcdefghijkl HTTP/1.2", &limits).unwrap_err(), RequestError::UriTooLong);
+        assert!(matches!(parse_with(b"GET /a HTTP/1.2", &limits), Ok(None)));
     }
 
     #[test]

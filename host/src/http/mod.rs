@@ -15,6 +15,8 @@
 pub mod body;
 pub mod date;
 pub mod framing;
+#[cfg(test)]
+mod fuzz;
 pub mod head;
 pub mod request_id;
 pub mod response;
