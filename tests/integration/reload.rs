@@ -100,7 +100,7 @@ fn one_misnamed_file_never_freezes_the_reloads_of_the_others() {
     // A new file that does not load answers 503 (as at start-up), then serves once fixed.
     t.write("y/GET.wasm", b"\0asm\x01\0\0\0");
     assert!(eventually(WAIT, || get(&s, "/y").0 == 503), "{}", s.log());
-    assert!(s.log().contains("core WebAssembly module"), "{}", s.log());
+    assert!(s.wait_for_log("core WebAssembly module", WAIT), "{}", s.log());
     t.put("y/GET.wasm", a::VERSION2);
     assert!(eventually(WAIT, || get(&s, "/y").1 == "v2"), "{}", s.log());
 }

@@ -246,8 +246,8 @@ fn wait_for_parked(s: &Server, n: usize) {
         let _ = call(s, "GET", "/hello-world", b"");
         let log = s.log();
         let last = log.lines().rev().find(|l| l.contains("path=/hello-world"));
-        last.and_then(|l| l.split("live=").nth(1))
-            .and_then(|v| v.trim().parse::<usize>().ok())
+        last.and_then(|l| l.split(" live=").nth(1))
+            .and_then(|v| v.split_whitespace().next()?.parse::<usize>().ok())
             .is_some_and(|live| live >= n)
     });
     assert!(parked, "the long poll never parked; log:\n{}", s.log());
