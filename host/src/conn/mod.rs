@@ -77,6 +77,7 @@ where
             Ok(None) => break,
             Err(failure) => {
                 let outcome = conn.fail_head(&failure).await;
+                conn.app.metrics.rejected(outcome.status);
                 info!(
                     target: "access", peer = %peer, status = %crate::log::Status(outcome.status),
                     bytes = outcome.bytes, "rejected request: {failure}"
@@ -194,8 +195,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Logs one request's access line.
+    /// Logs one request's access line, and counts it for `/metrics`.
     fn log_access(&self, head: &RequestHead, outcome: &Outcome, route: Option<&str>, start: Instant) {
+        self.app.metrics.request(route.unwrap_or("-"), outcome.status, start.elapsed());
         crate::log::access(&crate::log::Access {
             method: &head.method,
             path: &head.path,
