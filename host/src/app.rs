@@ -1,8 +1,8 @@
 //! The shared application state every connection works with: the validated configuration, the
-//! wasm runtime (which owns the instance budget), the current route table snapshot and the
-//! shutdown signal.
+//! wasm runtime (which owns the instance budget), the current route table snapshot, the
+//! counters `/metrics` shows and the shutdown signal.
 //!
-//! Depends on `config`, `routes` (the table type), `runtime` (the handler type) and
+//! Depends on `config`, `routes` (the table type), `runtime` (the handler type), `metrics` and
 //! `site::static_files` (the static directory); it is filled by `site` (route building) and
 //! `server` (the static directory), and read by `conn` and `server`, which it knows nothing of.
 
@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::routes::{MethodKey, RouteTable};
 use crate::runtime::{ContentHash, Handler, Runtime};
 use crate::static_files::StaticDir;
@@ -58,12 +59,15 @@ pub struct App {
     pub build_failures: Option<BuildFailures>,
     /// The static files served where no route matches (`--static`), if any.
     pub static_dir: Option<Arc<StaticDir>>,
+    /// What the host counts (requests, bytes, connections, reloads), for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl App {
     /// The state for serving `routes` (and `error_pages`) with `runtime` under `config`.
     pub fn new(config: Config, runtime: Runtime, routes: Routes, error_pages: Routes) -> Self {
         let build_failures = config.dev.map(|_| BuildFailures::default());
+        let metrics = Arc::new(Metrics::new(config.workers));
         Self {
             config,
             runtime,
@@ -72,6 +76,7 @@ impl App {
             shutdown: CancellationToken::new(),
             build_failures,
             static_dir: None,
+            metrics,
         }
     }
 }

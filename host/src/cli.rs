@@ -301,6 +301,14 @@ pub struct RunArgs {
     /// Time a client has to complete the TLS handshake; then the connection is closed.
     #[arg(long, default_value = "10s", value_parser = parse_duration, help_heading = "TLS")]
     pub tls_handshake_timeout: Duration,
+
+    /// Serve `GET /metrics` (Prometheus text format: requests by route and status, latency,
+    /// instances, pool, reloads, bytes, connections) and `GET /healthz` (200 `ok` while
+    /// serving, 503 once shutdown has begun) on ADDR, a listener of its own: never on --listen.
+    /// Prints `admin listening on http://ADDR`. It has no authentication: bind it to a loopback
+    /// or private address [default: off].
+    #[arg(long, value_name = "ADDR", help_heading = "Operability")]
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// A size limit that can be turned off.
@@ -363,6 +371,7 @@ impl RunArgs {
             }
             _ => None,
         };
+        c.admin_listen = self.admin_listen;
         c.validate()?;
         Ok(c)
     }

@@ -261,6 +261,9 @@ pub struct Config {
     pub static_files: Option<StaticFiles>,
     /// Serve HTTPS instead of HTTP; off by default.
     pub tls: Option<Tls>,
+    /// Where `/metrics` and `/healthz` are served (`--admin-listen`), on a listener of their
+    /// own; off by default, since they have no authentication.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// What `wasm-host dev` changes in how requests are answered.
@@ -299,6 +302,7 @@ impl Config {
             state: crate::services::Backend::Dir(crate::services::default_dir(&routes_dir)),
             static_files: None,
             tls: None,
+            admin_listen: None,
         }
     }
 
@@ -360,6 +364,15 @@ impl Config {
                 ),
             });
         }
+        if let Some(admin) = self.admin_listen
+            && admin == self.listen
+            && admin.port() != 0
+        {
+            return Err(ConfigError {
+                name: "--admin-listen",
+                reason: format!("{admin} is the --listen address; the admin listener needs one of its own"),
+            });
+        }
         if self.http.max_request_line > self.http.max_head_bytes {
             return Err(ConfigError {
                 name: "--max-request-line",
@@ -387,6 +400,17 @@ mod tests {
         let mut c = Config::new("routes".into());
         c.workers = 0;
         assert_eq!(c.validate().unwrap_err().name, "--workers");
+    }
+
+    #[test]
+    fn admin_listener_on_the_public_address_is_rejected() {
+        let mut c = Config::new("routes".into());
+        c.admin_listen = Some(c.listen);
+        assert_eq!(c.validate().unwrap_err().name, "--admin-listen");
+        // Port 0 picks a free port for each listener: no clash.
+        c.listen.set_port(0);
+        c.admin_listen = Some(c.listen);
+        c.validate().unwrap();
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod dev;
 pub mod http;
 pub mod log;
 pub mod memory;
+pub mod metrics;
 pub mod routes;
 pub mod runtime;
 pub mod scaffold;

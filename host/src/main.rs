@@ -46,9 +46,14 @@ fn serve(config: wasm_host::config::Config, ready: impl FnOnce(&Server)) -> anyh
         let shutdown = shutdown_signal();
         let server = Server::bind(config).await?;
         let addr = server.local_addr()?;
+        let admin = server.admin_addr()?;
         ready(&server);
-        #[allow(clippy::print_stdout, reason = "the readiness line is part of the CLI's output")]
+        #[allow(clippy::print_stdout, reason = "the readiness lines are part of the CLI's output")]
         {
+            // Before the main line, which tells that everything is ready.
+            if let Some(admin) = admin {
+                println!("admin listening on http://{admin}");
+            }
             println!("listening on {}://{addr}", server.scheme());
         }
         server.run(shutdown).await

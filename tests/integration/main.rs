@@ -1,6 +1,7 @@
 //! Integration tests: the real `wasm-host` binary on port 0, guest components built from source
 //! by the `test-artifacts` build script, real sockets. Run with `make test`.
 
+mod admin;
 mod basics;
 mod cli;
 mod dev;

@@ -259,7 +259,11 @@ fn sse_clock_sends_keepalives_and_a_disconnect_frees_the_instance() {
     assert!(comments >= 1, "a keep-alive comment between one-second events: {text:?}");
     drop(r);
     // The stream ends as a normal end and no instance stays alive.
-    assert!(s.wait_for_log("path=/server-sent-events query=- status=200", Duration::from_secs(10)), "{}", s.log());
+    assert!(
+        s.wait_for_log("path=/server-sent-events query=- status=200", Duration::from_secs(10)),
+        "{}",
+        s.log()
+    );
     let log = s.log();
     let line = log.lines().find(|l| l.contains("path=/server-sent-events")).unwrap();
     assert!(line.contains("live=0"), "{line}");

@@ -17,6 +17,9 @@ pub struct Server {
     child: Child,
     /// The address it printed.
     pub addr: SocketAddr,
+    /// The admin listener's address, if it printed `admin listening on http://ADDR` (with
+    /// `--admin-listen`) before its `listening on` line.
+    pub admin: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
 }
 
@@ -36,6 +39,15 @@ impl Server {
         env: &[(&str, &std::ffi::OsStr)],
     ) -> Server {
         Self::spawn(command, dir, args, env, None)
+    }
+
+    /// Starts `wasm-host run <routes> --admin-listen 127.0.0.1:0 <args>`: [`start`](Self::start)
+    /// with the admin listener on a free port of its own ([`admin_url`](Self::admin_url)).
+    pub fn start_with_admin(routes: &Path, args: &[&str]) -> Server {
+        let args: Vec<&str> = ["--admin-listen", "127.0.0.1:0"].iter().chain(args).copied().collect();
+        let server = Self::start(routes, &args);
+        assert!(server.admin.is_some(), "no `admin listening on` line; log:\n{}", server.log());
+        server
     }
 
     /// Starts `wasm-host run` like [`start`](Self::start) but leaves its stderr (the log)
@@ -88,9 +100,15 @@ impl Server {
         });
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let admin = Arc::new(Mutex::new(None));
+        let admin_sink = admin.clone();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             while let Some(Ok(line)) = lines.next() {
+                if let Some(addr) = line.strip_prefix("admin listening on http://") {
+                    *admin_sink.lock().unwrap() = Some(addr.parse::<SocketAddr>().unwrap());
+                    continue;
+                }
                 let addr = line.strip_prefix("listening on http://");
                 if let Some(addr) = addr.or_else(|| line.strip_prefix("listening on https://")) {
                     let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
@@ -98,7 +116,8 @@ impl Server {
             }
         });
         match rx.recv_timeout(Duration::from_secs(600)) {
-            Ok(addr) => Server { child, addr, log },
+            // The admin line comes first: it is known once the main one is.
+            Ok(addr) => Server { child, addr, admin: *admin.lock().unwrap(), log },
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -120,6 +139,18 @@ impl Server {
     /// `http://addr`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// `http://admin-addr` + `path`, on the admin listener ([`start_with_admin`](Self::start_with_admin)).
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin.expect("started without --admin-listen"), path)
+    }
+
+    /// GET `path` on the admin listener with a real client; (status, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        let mut resp = client().get(&self.admin_url(path)).call().unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.body_mut().read_to_string().unwrap())
     }
 
     /// Connects a raw socket.

@@ -91,6 +91,7 @@ where
                     crate::http::head::request_line_start(&conn.io.buf).unwrap_or(("-", "-"));
                 let (method, path) = (method.to_owned(), path.to_owned());
                 let outcome = conn.fail_head(&failure).await;
+                conn.app.metrics.rejected(outcome.status);
                 info!(
                     target: "access", method = %method, path = %path, peer = %peer,
                     status = %crate::log::Status(outcome.status), bytes = outcome.bytes,
@@ -210,7 +211,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Logs one request's access line.
+    /// Logs one request's access line, and counts it for `/metrics`.
     fn log_access(
         &self,
         head: &RequestHead,
@@ -219,13 +220,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         start: Instant,
         id: &crate::http::request_id::RequestId,
     ) {
+        let elapsed = start.elapsed();
+        self.app.metrics.request(route.unwrap_or("-"), outcome.status, elapsed);
         crate::log::access(&crate::log::Access {
             method: &head.method,
             path: &head.path,
             query: &head.query,
             status: outcome.status,
             bytes: outcome.bytes,
-            micros: start.elapsed().as_micros() as u64,
+            micros: elapsed.as_micros() as u64,
             route: route.unwrap_or("-"),
             peer: self.peer,
             live: self.app.runtime.live_instances(),

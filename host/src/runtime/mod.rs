@@ -220,6 +220,8 @@ pub struct Runtime {
     idle: Arc<reuse::IdleSet>,
     /// The last handler version handed out by `load` (instances are reused per version).
     versions: AtomicU64,
+    /// How the pool was sized (its slot counts, for [`Runtime::pool_use`]).
+    plan: pool::PoolPlan,
 }
 
 impl Runtime {
@@ -319,6 +321,7 @@ impl Runtime {
             services: None,
             idle,
             versions: AtomicU64::new(0),
+            plan: plan.clone(),
         })
     }
 
@@ -476,6 +479,41 @@ impl Runtime {
     pub fn live_instances(&self) -> usize {
         self.limits.max_instances as usize - self.permits.available_permits()
     }
+
+    /// Instances waiting for their next request (`--instance-reuse`); they count as live.
+    pub fn idle_instances(&self) -> usize {
+        self.idle.len()
+    }
+
+    /// The pooling allocator's slots of each kind: how many it has, how many are in use now.
+    pub fn pool_use(&self) -> Vec<PoolSlots> {
+        let Some(m) = self.engine.pooling_allocator_metrics() else {
+            return Vec::new();
+        };
+        let p = &self.plan;
+        vec![
+            PoolSlots {
+                kind: "component_instances",
+                in_use: m.component_instances(),
+                total: p.instances.into(),
+            },
+            PoolSlots { kind: "core_instances", in_use: m.core_instances(), total: p.core_instances.into() },
+            PoolSlots { kind: "memories", in_use: m.memories() as u64, total: p.memories.into() },
+            PoolSlots { kind: "tables", in_use: m.tables() as u64, total: p.tables.into() },
+            PoolSlots { kind: "stacks", in_use: m.stacks() as u64, total: p.stacks.into() },
+        ]
+    }
+}
+
+/// One kind of slot of the pooling allocator ([`Runtime::pool_use`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSlots {
+    /// `component_instances`, `core_instances`, `memories`, `tables` or `stacks`.
+    pub kind: &'static str,
+    /// Slots in use now.
+    pub in_use: u64,
+    /// Slots the pool has.
+    pub total: u64,
 }
 
 impl Drop for Runtime {

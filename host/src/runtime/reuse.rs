@@ -49,6 +49,11 @@ impl IdleSet {
         Some(idle.remove(at).instance)
     }
 
+    /// How many instances wait now.
+    pub(super) fn len(&self) -> usize {
+        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
     /// Keeps `instance` for the next request to `version`; gives it back when the set is full.
     pub(super) fn put(&self, version: u64, instance: Instance, cap: usize) -> Option<Instance> {
         let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

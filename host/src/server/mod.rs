@@ -1,8 +1,11 @@
 //! Listening, the accept loop, the connection budget and graceful shutdown. Each accepted
 //! stream goes to `conn::serve`, which never learns what kind of stream it is: a TCP stream, or
 //! with `--tls-cert` a TLS stream from `tls.rs` (the handshake runs in the connection's task,
-//! so a slow one never holds up the accept loop).
+//! so a slow one never holds up the accept loop). Each public connection is counted and its
+//! bytes metered (`crate::metrics`); `admin.rs` serves `/metrics` and `/healthz` on
+//! `--admin-listen`, a listener of its own.
 
+mod admin;
 pub mod tls;
 
 use std::io;
@@ -29,6 +32,8 @@ pub struct Server {
     app: Arc<App>,
     watcher: Option<RouteWatcher>,
     tls: Option<(Arc<Tls>, tls::CertWatcher)>,
+    /// `--admin-listen`: the listener for `/metrics` and `/healthz`.
+    admin: Option<TcpListener>,
 }
 
 impl Server {
@@ -84,13 +89,26 @@ impl Server {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let admin = match config.admin_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (--admin-listen)"))?,
+            ),
+            None => None,
+        };
         let app = Arc::new(App { static_dir, ..App::new(config, runtime, routes, error_pages) });
-        Ok(Self { listener, app, watcher, tls })
+        Ok(Self { listener, app, watcher, tls, admin })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address the admin listener bound (`--admin-listen`), if there is one.
+    pub fn admin_addr(&self) -> io::Result<Option<SocketAddr>> {
+        self.admin.as_ref().map(TcpListener::local_addr).transpose()
     }
 
     /// `https` with `--tls-cert`, else `http`.
@@ -106,7 +124,7 @@ impl Server {
     /// Serves until `shutdown` resolves, then stops accepting and gives in-flight requests the
     /// configured grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Server { listener, app, watcher, tls } = self;
+        let Server { listener, app, watcher, tls, admin } = self;
         let config = &app.config;
         info!(
             workers = config.workers,
@@ -120,6 +138,8 @@ impl Server {
             "serving"
         );
         let reloader = tokio::spawn(site::watch(app.clone(), watcher));
+        // Serves through the grace period, so `/healthz` can say the host is going.
+        let admin = admin.map(|listener| tokio::spawn(admin::serve(listener, app.clone())));
         let (tls, cert_reloader) = match tls {
             Some((tls, watcher)) => {
                 let reloader = tokio::spawn(tls.clone().watch(watcher, app.shutdown.clone()));
@@ -147,15 +167,18 @@ impl Server {
                     let _ = stream.set_nodelay(true);
                     let app = app.clone();
                     let tls = tls.clone();
+                    let counted = app.metrics.connection();
                     let fut = async move {
                         // Each kind of connection in a box of its own size: inline, every
                         // task would be as large as a TLS connection's.
                         match tls {
-                            None => Box::pin(crate::conn::serve(stream, peer, app)).await,
+                            None => Box::pin(crate::conn::serve(counted.meter(stream), peer, app)).await,
                             Some(tls) => {
                                 Box::pin(async move {
                                     match tls.handshake(stream).await {
-                                        Ok(stream) => crate::conn::serve(stream, peer, app).await,
+                                        Ok(stream) => {
+                                            crate::conn::serve(counted.meter(stream), peer, app).await
+                                        }
                                         Err(e) => debug!(peer = %peer, "{e}"),
                                     }
                                 })
@@ -186,6 +209,9 @@ impl Server {
         info!(in_flight = tracker.len(), grace = %humantime::format_duration(grace), "shutting down");
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             warn!(in_flight = tracker.len(), "grace period over; closing remaining connections");
+        }
+        if let Some(admin) = admin {
+            admin.abort();
         }
         Ok(())
     }

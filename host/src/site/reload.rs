@@ -85,20 +85,28 @@ pub async fn watch(app: Arc<App>, mut watcher: Option<RouteWatcher>) {
             }
             Err(e) => {
                 warn!("route reload failed: {e}");
+                app.metrics.reloaded(false, true);
                 builder = SiteBuilder::default();
                 continue;
             }
         };
         match build {
-            Ok(build) if report(&build) => {
-                let handlers = build.routes.len();
-                app.routes.store(Arc::new(build.routes));
-                app.error_pages.store(Arc::new(build.errors));
-                info!(handlers, "route table swapped");
-                tokio::task::spawn_blocking(crate::memory::trim_heap);
+            Ok(build) => {
+                let failed = !build.problems.is_empty();
+                let swapped = report(&build);
+                if swapped {
+                    let handlers = build.routes.len();
+                    app.routes.store(Arc::new(build.routes));
+                    app.error_pages.store(Arc::new(build.errors));
+                    info!(handlers, "route table swapped");
+                    tokio::task::spawn_blocking(crate::memory::trim_heap);
+                }
+                app.metrics.reloaded(swapped, failed);
             }
-            Ok(_) => {}
-            Err(e) => warn!("routes not reloaded, the previous table keeps serving:\n{e}"),
+            Err(e) => {
+                warn!("routes not reloaded, the previous table keeps serving:\n{e}");
+                app.metrics.reloaded(false, true);
+            }
         }
     }
 }
