@@ -94,6 +94,15 @@ bench-state: build
 # on a fresh host, while probe clients measure that GET /hello-world is still served (req/s,
 # success ratio, p50/p99, host RSS and open files), a table per attack. Figures only; options in ARGS, e.g.
 # make bench-slow ARGS="--only slowloris --secs 30"; python3 bench/slow.py --help lists them.
+# bench-faults: GET /hello-world under wrk while one client (ARGS=--fault-clients N: more) requests
+# a handler failing in each way (loop, trap, panic, memory growth, one huge allocation, recursion)
+# in each hook and pull, a row per case: req/s, ratio to hello world alone, whether every failing
+# request got what the host promises, peak RSS. Figures only; python3 bench/faults.py --help.
+.PHONY: bench-faults
+bench-faults: build test-guests
+	sh scripts/ensure-tools.sh wrk
+	python3 bench/faults.py --host $(HOST_BIN) --guests $(GUESTS) --examples examples/routes $(ARGS)
+
 .PHONY: bench-slow soak
 bench-slow: build test-guests
 	sh scripts/ensure-tools.sh slowhttptest

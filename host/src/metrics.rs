@@ -78,6 +78,59 @@ const NO_STATUS: u16 = 0;
 const COUNT_BITS: u32 = 48;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 
+/// Why a request to a handler failed, the `reason` label of
+/// `wasm_host_handler_failures_total`. `conn` decides which failure is which; this module only
+/// counts them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureReason {
+    /// The guest trapped (`unreachable`, an out-of-bounds access, its stack ran out).
+    Trap,
+    /// The guest panicked.
+    Panic,
+    /// The guest tried to grow its memory past `--max-memory`.
+    OutOfMemory,
+    /// A call ran past `--cpu-timeout`.
+    CpuTimeout,
+    /// The request or a pull ran past its wall-clock deadline.
+    Deadline,
+    /// A response (or a stream) that broke the contract: an invalid head, a bad event, a
+    /// `sized` body of the wrong length, a misplaced flow, a `wasi:http` error code.
+    BadResponse,
+    /// No instance: `--max-instances` or `--route-max-instances` reached, or instantiation
+    /// failed.
+    Busy,
+    /// The handler file is broken (it did not load or build) and answers 503.
+    Unavailable,
+}
+
+impl FailureReason {
+    /// Every reason, in the order the exposition lists them.
+    pub const ALL: [FailureReason; 8] = [
+        Self::Trap,
+        Self::Panic,
+        Self::OutOfMemory,
+        Self::CpuTimeout,
+        Self::Deadline,
+        Self::BadResponse,
+        Self::Busy,
+        Self::Unavailable,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trap => "trap",
+            Self::Panic => "panic",
+            Self::OutOfMemory => "out_of_memory",
+            Self::CpuTimeout => "cpu_timeout",
+            Self::Deadline => "deadline",
+            Self::BadResponse => "bad_response",
+            Self::Busy => "busy",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// Everything the host counts. Cheap to update from any thread; read by [`render`](Self::render).
 pub struct Metrics {
     /// Stripes per counter, less one (a power of two, so this masks a thread's index).
@@ -92,6 +145,9 @@ pub struct Metrics {
     io: Box<[IoStripe]>,
     reloads: AtomicU64,
     reload_failures: AtomicU64,
+    /// Handler failures by [`FailureReason`] (index in `FailureReason::ALL`): a failing
+    /// request is already the slow path, one shared counter each is enough.
+    failures: [AtomicU64; FailureReason::ALL.len()],
 }
 
 /// One route label's counters: a stripe per worker thread, and the statuses no stripe had a
@@ -235,6 +291,7 @@ impl Metrics {
             io: (0..stripes).map(|_| IoStripe::default()).collect(),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
+            failures: Default::default(),
         }
     }
 
@@ -286,6 +343,12 @@ impl Metrics {
         if failed {
             self.reload_failures.fetch_add(1, Relaxed);
         }
+    }
+
+    /// Counts a request whose handler failed, and why (its status is counted by
+    /// [`request`](Self::request) as for any other).
+    pub fn handler_failed(&self, reason: FailureReason) {
+        self.failures[reason as usize].fetch_add(1, Relaxed);
     }
 
     /// Counts an accepted connection, open until the guard is dropped.
@@ -389,6 +452,11 @@ impl Metrics {
         for (name, kind, help, value) in counters {
             out.family(name, kind, help);
             out.sample(name, &[], value);
+        }
+        let name = "wasm_host_handler_failures_total";
+        out.family(name, Kind::Counter, "Requests whose handler failed, by reason (the log line says more).");
+        for (reason, n) in FailureReason::ALL.iter().zip(&self.failures) {
+            out.sample(name, &[("reason", reason.as_str())], n.load(Relaxed));
         }
     }
 }
@@ -610,6 +678,23 @@ mod tests {
                 "wasm_host_requests_total{route=\"GET /users/{id}\",status=\"404\"} 1",
             ]
         );
+    }
+
+    #[test]
+    fn handler_failures_are_exposed_by_reason_every_reason_listed() {
+        for (i, reason) in FailureReason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i, "ALL is in declaration order");
+        }
+        let m = Metrics::new(2);
+        m.handler_failed(FailureReason::Trap);
+        m.handler_failed(FailureReason::Trap);
+        m.handler_failed(FailureReason::CpuTimeout);
+        let text = rendered(&m);
+        let lines = lines_with(&text, "wasm_host_handler_failures_total{");
+        assert_eq!(lines.len(), FailureReason::ALL.len(), "{text}");
+        assert!(lines.contains(&"wasm_host_handler_failures_total{reason=\"trap\"} 2"), "{text}");
+        assert!(lines.contains(&"wasm_host_handler_failures_total{reason=\"cpu_timeout\"} 1"), "{text}");
+        assert!(lines.contains(&"wasm_host_handler_failures_total{reason=\"panic\"} 0"), "{text}");
     }
 
     #[test]

@@ -280,3 +280,43 @@ fn reloads_and_reload_failures_are_counted() {
     assert_eq!(sample(&text, "wasm_host_reloads_total"), Some(2.0), "{text}");
     assert_eq!(get(&s, "/v").1, "v2");
 }
+
+#[test]
+fn handler_failures_are_counted_by_reason() {
+    let t = Tree::new(&[("f/ANY.wasm", a::FAULTS), ("v/GET.wasm", a::VERSION)]);
+    let s = Server::start_with_admin(t.path(), &["--cpu-timeout", "200ms", "--max-memory", "16MiB"]);
+    let failing = [
+        ("/f?at=after&fault=trap", 500),
+        ("/f?at=after&fault=trap", 500),
+        ("/f?at=before&fault=panic", 500),
+        ("/f?at=after&fault=grow", 500),
+        ("/f?at=before&fault=loop", 504),
+        ("/f?at=chunk&fault=trap&pull=2", 200), // after the head: aborted, counted all the same
+        ("/v", 200),                            // no failure
+    ];
+    for (path, status) in failing {
+        let answer =
+            exchange(&s, format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
+        assert!(
+            answer.starts_with(format!("HTTP/1.1 {status} ").as_bytes()),
+            "{path}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let mut text = String::new();
+    let counted = |text: &str, reason: &str| {
+        sample(text, &format!("wasm_host_handler_failures_total{{reason=\"{reason}\"}}"))
+    };
+    assert!(
+        eventually(WAIT, || {
+            text = scrape(&s);
+            counted(&text, "trap") == Some(3.0)
+        }),
+        "{text}"
+    );
+    for (reason, n) in
+        [("panic", 1.0), ("out_of_memory", 1.0), ("cpu_timeout", 1.0), ("deadline", 0.0), ("busy", 0.0)]
+    {
+        assert_eq!(counted(&text, reason), Some(n), "{reason}: {text}");
+    }
+}

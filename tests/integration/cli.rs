@@ -1,6 +1,7 @@
 //! The `wasm-host` command line: route listing, load errors, bad arguments.
 
 use std::process::Command;
+use std::time::Duration;
 
 use test_artifacts as a;
 
@@ -61,8 +62,9 @@ fn a_broken_handler_answers_503_and_strict_refuses_to_start() {
     let s = Server::start(t.path(), &[]);
     assert_eq!(get(&s, "/ok"), (200, "Hello world!".into()));
     assert_eq!(get(&s, "/cmd").0, 503);
-    assert!(s.log().contains("cmd/GET.wasm") && s.log().contains("answers 503"), "{}", s.log());
-    assert!(s.log().contains("bad/get.wasm"), "{}", s.log());
+    for needle in ["cmd/GET.wasm", "answers 503", "bad/get.wasm"] {
+        assert!(s.wait_for_log(needle, Duration::from_secs(5)), "no {needle:?} in the log:\n{}", s.log());
+    }
     drop(s);
     let out = Command::new(BIN)
         .arg("run")

@@ -135,3 +135,292 @@ fn one_route_cannot_take_the_whole_instance_pool_from_the_others() {
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("invalid --route-max-instances: 5 is more than --max-instances (4)"), "{err}");
 }
+
+// The guest-fault matrix: the `faults` guest fails in each way (`FAULTS`) in each hook and in
+// the first and a later pull of each kind of streaming response.
+
+/// Every way the `faults` guest can fail.
+const FAULTS: [&str; 6] = ["loop", "trap", "panic", "grow", "huge", "recurse"];
+
+/// The hooks, which all run before the response head.
+const HOOKS: [&str; 3] = ["before", "stream", "after"];
+
+/// The pulls, which all run after the response head: (kind, pull number).
+const PULLS: [(&str, u32); 4] = [("chunk", 1), ("chunk", 3), ("event", 1), ("event", 3)];
+
+/// The matrix's host: two workers, so one spinning guest leaves the other free; a short CPU
+/// budget; a small memory limit, so memory growth is cut off early and host RSS has a known
+/// bound.
+fn faults_server(t: &Tree) -> Server {
+    Server::start(t.path(), &["--workers", "2", "--cpu-timeout", "300ms", "--max-memory", "16MiB"])
+}
+
+fn faults_tree() -> Tree {
+    Tree::new(&[("f/ANY.wasm", a::FAULTS), ("hello/GET.wasm", a::EXAMPLE_HELLO_WORLD)])
+}
+
+/// The pipelined request sent after each faulting one, on the same connection.
+const NEXT: &str = "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/// A fault in a hook, before anything was sent: the CPU budget's 504 for a loop, 500 for the
+/// traps; then the connection either serves the pipelined request or says `connection: close`
+/// and closes (its body was not read to the end). Returns what went wrong.
+fn check_hook_fault(s: &Server, at: &str, fault: &str) -> Result<(), String> {
+    let case = format!("{fault} in {at}");
+    let request = match at {
+        "stream" => format!(
+            "POST /f?at={at}&fault={fault} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello{NEXT}"
+        ),
+        _ => format!("GET /f?at={at}&fault={fault} HTTP/1.1\r\nHost: x\r\n\r\n{NEXT}"),
+    };
+    let mut conn = std::io::BufReader::new(s.connect());
+    conn.get_mut().write_all(request.as_bytes()).unwrap();
+    let first = read_response(&mut conn, false).ok_or(format!("{case}: no answer"))?;
+    let want = if fault == "loop" { 504 } else { 500 };
+    if first.status != want {
+        return Err(format!("{case}: {} instead of {want}: {:?}", first.status, first.text()));
+    }
+    if first.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
+        if at != "stream" {
+            return Err(format!("{case}: a request without a body lost its connection"));
+        }
+        return if is_closed(&mut conn) {
+            Ok(())
+        } else {
+            Err(format!("{case}: `close` sent, connection left open"))
+        };
+    }
+    match read_response(&mut conn, false) {
+        Some(next) if (next.status, next.text().as_str()) == (200, "Hello world!") => Ok(()),
+        other => Err(format!("{case}: the pipelined request got {other:?}")),
+    }
+}
+
+/// A fault in a pull, after the head: what the pulls before it handed out, properly framed,
+/// then the connection closes without the last chunk (the client can tell the body is cut
+/// short), and the pipelined request is never answered (nothing follows on the wire).
+fn check_pull_fault(s: &Server, kind: &str, pull: u32, fault: &str) -> Result<(), String> {
+    let case = format!("{fault} in {kind} pull {pull}");
+    let mut conn = s.connect();
+    let request = format!("GET /f?at={kind}&fault={fault}&pull={pull} HTTP/1.1\r\nHost: x\r\n\r\n{NEXT}");
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut wire = Vec::new();
+    std::io::Read::read_to_end(&mut conn, &mut wire).map_err(|e| format!("{case}: not closed: {e}"))?;
+    let text = String::from_utf8_lossy(&wire);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or(format!("{case}: no head: {text:?}"))?;
+    if !head.starts_with("HTTP/1.1 200 OK\r\n")
+        || !head.to_ascii_lowercase().contains("transfer-encoding: chunked")
+    {
+        return Err(format!("{case}: head {head:?}"));
+    }
+    let (decoded, ended) = dechunk(body).map_err(|e| format!("{case}: {e}"))?;
+    if ended {
+        return Err(format!("{case}: the body was ended as if complete: {body:?}"));
+    }
+    let expected: String = (1..pull)
+        .map(|k| if kind == "chunk" { format!("chunk {k}\n") } else { format!("data: {k}\n\n") })
+        .collect();
+    if decoded != expected {
+        return Err(format!("{case}: body {decoded:?} instead of {expected:?}"));
+    }
+    Ok(())
+}
+
+/// Decodes a chunked body: its data, and whether it ended with the last chunk (then nothing
+/// may follow it here: the tests close after it).
+fn dechunk(body: &str) -> Result<(String, bool), String> {
+    let (mut rest, mut decoded) = (body, String::new());
+    while !rest.is_empty() {
+        let (size, after) = rest.split_once("\r\n").ok_or(format!("a torn chunk line in {body:?}"))?;
+        let size = usize::from_str_radix(size, 16).map_err(|_| format!("not chunked: {body:?}"))?;
+        if size == 0 {
+            return if after == "\r\n" {
+                Ok((decoded, true))
+            } else {
+                Err(format!("bytes after the end: {body:?}"))
+            };
+        }
+        let data = after.get(..size).ok_or(format!("a short chunk in {body:?}"))?;
+        decoded.push_str(data);
+        rest = after
+            .get(size..)
+            .and_then(|r| r.strip_prefix("\r\n"))
+            .ok_or(format!("bad chunk end in {body:?}"))?;
+    }
+    Ok((decoded, false))
+}
+
+#[test]
+fn a_fault_in_any_hook_is_answered_with_its_status_and_the_connection_serves_the_next_request() {
+    let t = faults_tree();
+    let s = faults_server(&t);
+    let failed: Vec<String> = HOOKS
+        .iter()
+        .flat_map(|at| FAULTS.iter().map(move |fault| (*at, *fault)))
+        .filter_map(|(at, fault)| check_hook_fault(&s, at, fault).err())
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}\n{}", s.log());
+}
+
+#[test]
+fn a_fault_in_any_pull_aborts_the_response_without_its_last_chunk_and_nothing_follows() {
+    let t = faults_tree();
+    let s = faults_server(&t);
+    let failed: Vec<String> = PULLS
+        .iter()
+        .flat_map(|(kind, pull)| FAULTS.iter().map(move |fault| (*kind, *pull, *fault)))
+        .filter_map(|(kind, pull, fault)| check_pull_fault(&s, kind, pull, fault).err())
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}\n{}", s.log());
+}
+
+/// Runs every case of the matrix at once, each on its own connection; the failures.
+fn fault_storm(s: &Server) -> Vec<String> {
+    std::thread::scope(|scope| {
+        let hooks = HOOKS.iter().flat_map(|at| {
+            FAULTS.iter().map(move |fault| scope.spawn(move || check_hook_fault(s, at, fault)))
+        });
+        let pulls = PULLS.iter().flat_map(|(kind, pull)| {
+            FAULTS.iter().map(move |fault| scope.spawn(move || check_pull_fault(s, kind, *pull, fault)))
+        });
+        let cases: Vec<_> = hooks.chain(pulls).collect();
+        // Meanwhile, another route answers every request.
+        let mut failed: Vec<String> = (0..50)
+            .map(|_| get(s, "/hello"))
+            .filter(|answer| *answer != (200, "Hello world!".to_owned()))
+            .map(|answer| format!("/hello during the storm: {answer:?}"))
+            .collect();
+        failed.extend(cases.into_iter().filter_map(|case| case.join().unwrap().err()));
+        failed
+    })
+}
+
+#[test]
+fn faults_everywhere_at_once_leave_other_routes_served_and_host_memory_bounded_by_the_limit() {
+    let t = faults_tree();
+    let s = faults_server(&t);
+    let start = memory_kib(s.pid(), "VmRSS:");
+    let failed = fault_storm(&s);
+    assert!(failed.is_empty(), "{failed:#?}\n{}", s.log());
+    let after_one = memory_kib(s.pid(), "VmRSS:");
+    let failed = fault_storm(&s);
+    assert!(failed.is_empty(), "{failed:#?}\n{}", s.log());
+    let after_two = memory_kib(s.pid(), "VmRSS:");
+    // Guest memory is the only thing that grows with a fault: at most the 7 `grow` cases hold
+    // 16 MiB each at once, and each of the 42 slots keeps at most 1 MiB resident for reuse.
+    let cases = (HOOKS.len() + PULLS.len()) * FAULTS.len();
+    let bound = start + (HOOKS.len() + PULLS.len()) as u64 * 16 * 1024 + cases as u64 * 1024 + 32 * 1024;
+    let peak = peak_rss_kib(s.pid());
+    assert!(peak <= bound, "peak RSS {peak} KiB over {bound} KiB (started at {start} KiB)");
+    // A second storm leaves the host where the first did: nothing is kept per fault.
+    assert!(after_two <= after_one + 8 * 1024, "RSS {start} → {after_one} → {after_two} KiB");
+}
+
+// Responses that break the contract, from the `contract` guest (raw bindings, no SDK checks):
+// what the host sends instead, and that the pipelined request after each is answered cleanly
+// (a leaked body or a forged framing field would make it parse wrong).
+
+fn contract_server() -> (Tree, Server) {
+    let t = Tree::new(&[("c/GET.wasm", a::CONTRACT), ("hello/GET.wasm", a::EXAMPLE_HELLO_WORLD)]);
+    let s = Server::start(t.path(), &[]);
+    (t, s)
+}
+
+/// Sends `GET /c?QUERY` and the pipelined [`NEXT`] on one connection; the first response, and
+/// whether the second was the right answer (or the first said `connection: close` and the
+/// connection closed).
+fn contract_case(s: &Server, query: &str) -> (RawResponse, Result<(), String>) {
+    let mut conn = std::io::BufReader::new(s.connect());
+    conn.get_mut().write_all(format!("GET /c?{query} HTTP/1.1\r\nHost: x\r\n\r\n{NEXT}").as_bytes()).unwrap();
+    let first = read_response(&mut conn, false).unwrap_or_else(|| panic!("{query}: no whole answer"));
+    let next = if first.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
+        if is_closed(&mut conn) {
+            Ok(())
+        } else {
+            Err(format!("{query}: `close` sent, connection left open"))
+        }
+    } else {
+        match read_response(&mut conn, false) {
+            Some(next) if (next.status, next.text().as_str()) == (200, "Hello world!") => Ok(()),
+            other => Err(format!("{query}: the pipelined request got {other:?}")),
+        }
+    };
+    (first, next)
+}
+
+#[test]
+fn framing_and_hop_by_hop_fields_from_a_handler_are_replaced_by_the_hosts() {
+    let (_t, s) = contract_server();
+    let (r, next) = contract_case(&s, "case=framing");
+    assert_eq!((r.status, r.text().as_str()), (200, "framed by the host\n"));
+    assert_eq!(r.header("content-length"), Some("19"), "{r:?}");
+    for owned in ["transfer-encoding", "connection", "upgrade", "keep-alive", "trailer"] {
+        assert_eq!(r.header(owned), None, "{owned} was sent: {r:?}");
+    }
+    assert!(r.header("date").is_some_and(|d| !d.contains("1970")), "{r:?}");
+    assert_eq!(r.header("x-kept"), Some("yes"));
+    assert_eq!(r.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length")).count(), 1);
+    next.unwrap();
+}
+
+#[test]
+fn a_body_on_204_205_or_304_is_never_sent_whatever_its_kind() {
+    let (_t, s) = contract_server();
+    for case in ["status", "chunked-status"] {
+        for n in [204, 205, 304] {
+            let (r, next) = contract_case(&s, &format!("case={case}&n={n}"));
+            assert_eq!(r.status, n, "{case} {n}");
+            assert!(r.body.is_empty(), "{case} {n}: {r:?}");
+            assert_eq!(r.header("transfer-encoding"), None, "{case} {n}: {r:?}");
+            // 205 says "no content" with a length of 0 (RFC 9110 §15.3.6); 204 and 304 none.
+            let length = if n == 205 { Some("0") } else { None };
+            assert_eq!(r.header("content-length"), length, "{case} {n}: {r:?}");
+            next.unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_header_name_that_is_not_a_token_or_a_value_with_nul_is_a_500() {
+    let (_t, s) = contract_server();
+    for case in ["name", "nul"] {
+        let (r, next) = contract_case(&s, &format!("case={case}"));
+        assert_eq!(r.status, 500, "{case}: {r:?}");
+        assert!(!r.text().contains("must not be sent"), "{case}: {r:?}");
+        next.unwrap();
+    }
+}
+
+#[test]
+fn line_breaks_in_event_data_become_data_lines_and_in_other_fields_abort_the_stream() {
+    let (_t, s) = contract_server();
+    // In the data, every line ending starts another `data:` line: nothing the handler wrote
+    // becomes a field of its own.
+    let (r, next) = contract_case(&s, "case=data");
+    let text = r.text();
+    assert_eq!(
+        text,
+        "data: one\ndata: event: injected\ndata: two\ndata: id: injected\ndata: three\ndata: \ndata: retry: 1\n\n\
+         data: after\n\n",
+        "{r:?}"
+    );
+    next.unwrap();
+    // In `event` or `id`, the stream is aborted before the event: the client gets the events
+    // before it, no last chunk, and nothing more on the connection.
+    for field in ["event", "id"] {
+        for with in ["cr", "lf", "nul"] {
+            if (field, with) == ("event", "nul") {
+                continue; // a NUL is allowed in an event type
+            }
+            let query = format!("case={field}&with={with}");
+            let wire =
+                raw_until_closed(&s, format!("GET /c?{query} HTTP/1.1\r\nHost: x\r\n\r\n{NEXT}").as_bytes())
+                    .unwrap_or_else(|| panic!("{query}: the connection stayed open"));
+            let wire = String::from_utf8_lossy(&wire);
+            let (head, body) = wire.split_once("\r\n\r\n").unwrap();
+            assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{query}: {wire:?}");
+            assert_eq!(dechunk(body), Ok(("data: ok\n\n".to_owned(), false)), "{query}: {wire:?}");
+        }
+    }
+    assert!(s.wait_for_log("response body aborted: handler returned an invalid event", WAIT), "{}", s.log());
+}

@@ -144,7 +144,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         failure: Failure,
         route: Option<&str>,
     ) -> Outcome {
-        failure.log(route, false);
+        failure.log(&self.app.metrics, route, false);
         let Some(mut answer) = failure.answer() else {
             return Outcome::closed();
         };
@@ -432,7 +432,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             _ => &[],
         };
         if let Err(e) = self.io.write_out_with(full).await {
-            Failure::of_write(&e).log(route, true);
+            Failure::of_write(&e).log(&self.app.metrics, route, true);
             return Outcome { status, bytes: 0, next: Next::Close, aborted: true };
         }
         let mut wire = (self.io.out.len() + full.len()) as u64;
@@ -453,7 +453,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Some(inst) if result.is_ok() => self.app.runtime.recycle(inst),
             _ => {}
         }
-        finish_stream(result, route, status, wire, next)
+        finish_stream(&self.app.metrics, result, route, status, wire, next)
     }
 
     /// Runs a full-duplex exchange (`flow::begin`): the response head goes out now, then body
@@ -501,7 +501,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let mut encoder = BodyEncoder::new(plan.framing);
         let result = self.duplex_body(body, &mut inst, &mut encoder, &mut wire).await;
         drop(inst);
-        finish_stream(result, route, status, wire, Next::Close)
+        finish_stream(&self.app.metrics, result, route, status, wire, Next::Close)
     }
 
     /// The body half of [`duplex`](Self::duplex).
@@ -628,6 +628,7 @@ async fn duplex_stream(
 /// The outcome of a streamed body: a failure after the head aborts the connection (logged),
 /// never a second response.
 pub(super) fn finish_stream(
+    metrics: &crate::metrics::Metrics,
     result: Result<(), Failure>,
     route: Option<&str>,
     status: Option<u16>,
@@ -637,7 +638,7 @@ pub(super) fn finish_stream(
     match result {
         Ok(()) => Outcome { status, bytes: wire, next, aborted: false },
         Err(failure) => {
-            failure.log(route, true);
+            failure.log(metrics, route, true);
             Outcome { status, bytes: wire, next: Next::Close, aborted: true }
         }
     }

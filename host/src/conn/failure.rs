@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use tracing::{debug, info, warn};
 
 use crate::http::{BodyError, RequestError, ResponseError, SseError};
+use crate::metrics::{FailureReason, Metrics};
 use crate::runtime::GuestError;
 
 /// Why an exchange ended without (or in the middle of) the handler's response.
@@ -172,9 +173,35 @@ impl Failure {
         })
     }
 
-    /// Logs the failure: the handler's faults and broken streams as warnings with the route,
-    /// the client's own doings as info.
-    pub(super) fn log(&self, route: Option<&str>, head_sent: bool) {
+    /// Why the handler failed, if this is a handler's failure (not the client's, not a
+    /// routing answer), for `wasm_host_handler_failures_total`.
+    pub(super) fn reason(&self) -> Option<FailureReason> {
+        Some(match self {
+            Failure::Guest(e) => match e {
+                GuestError::Trap(_) => FailureReason::Trap,
+                GuestError::Panic { .. } => FailureReason::Panic,
+                GuestError::OutOfMemory { .. } => FailureReason::OutOfMemory,
+                GuestError::CpuTimeout(_) => FailureReason::CpuTimeout,
+                GuestError::Deadline => FailureReason::Deadline,
+                GuestError::Contract(_) | GuestError::ErrorCode(_) => FailureReason::BadResponse,
+                GuestError::Busy | GuestError::RouteBusy(_) | GuestError::Instantiate(_) => {
+                    FailureReason::Busy
+                }
+            },
+            Failure::InvalidResponse(_) | Failure::InvalidEvent(_) | Failure::BodyLength(_) => {
+                FailureReason::BadResponse
+            }
+            Failure::Unavailable(_) | Failure::BuildFailed(_) => FailureReason::Unavailable,
+            _ => return None,
+        })
+    }
+
+    /// Logs the failure (the handler's faults and broken streams as warnings with the route,
+    /// the client's own doings as info) and counts a handler's failure in `metrics`.
+    pub(super) fn log(&self, metrics: &Metrics, route: Option<&str>, head_sent: bool) {
+        if let Some(reason) = self.reason() {
+            metrics.handler_failed(reason);
+        }
         let route = route.unwrap_or("-");
         // One line says what went wrong; wasmtime's account (the wasm backtrace) is for DEBUG.
         if let Failure::Guest(

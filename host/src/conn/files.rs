@@ -92,7 +92,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         match pump(&mut self.io, &mut source, &mut encoder, times, &mut wire).await {
             Ok(()) => Outcome { status, bytes: wire, next, aborted: false },
             Err(failure) => {
-                failure.log(Some("static"), true);
+                failure.log(&self.app.metrics, Some("static"), true);
                 Outcome { status, bytes: wire, next: Next::Close, aborted: true }
             }
         }

@@ -165,7 +165,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Answers a failure to read a request head: there is no request to honour, so the answer
     /// always closes the connection (and has no body if the method was HEAD).
     async fn fail_head(&mut self, failure: &Failure) -> Outcome {
-        failure.log(None, false);
+        failure.log(&self.app.metrics, None, false);
         let Some(mut answer) = failure.answer() else {
             return Outcome::closed();
         };

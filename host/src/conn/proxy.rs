@@ -295,7 +295,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 || match tokio::time::timeout(pull_timeout, &mut call).await {
                     Ok(Ok(())) => true,
                     Ok(Err(e)) => {
-                        Failure::from(e).log(route, true);
+                        Failure::from(e).log(&self.app.metrics, route, true);
                         false
                     }
                     Err(_) => false,
@@ -308,7 +308,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         } else {
             Next::Close
         };
-        (finish_stream(result, route, status, wire, next), clean)
+        (finish_stream(&self.app.metrics, result, route, status, wire, next), clean)
     }
 
     /// Hands the guest the next piece of the request body if it waits for one and the buffer
