@@ -22,6 +22,7 @@ Ctrl-C. The machine's other load (builds!) moves every figure.
 """
 import argparse
 import os
+import re
 import shutil
 import signal
 import socket
@@ -97,6 +98,18 @@ class FaultClients:
         self.secs = time.monotonic() - self.started
 
 
+def hello_failures(log):
+    """The statuses other than 200 the access log shows for GET /hello-world: `2 × 503`."""
+    counts = {}
+    with open(log, errors="replace") as f:
+        for line in f:
+            if " access: " in line and "path=/hello-world " in line:
+                found = re.search(r" status=(\S+)", line)
+                if found and found.group(1) != "200":
+                    counts[found.group(1)] = counts.get(found.group(1), 0) + 1
+    return ", ".join(f"{n} × {status}" for status, n in sorted(counts.items()))
+
+
 def layout_routes(args, tmp):
     """The example routes plus the test guest `faults` at /f."""
     routes = os.path.join(tmp, "routes")
@@ -109,7 +122,9 @@ def layout_routes(args, tmp):
 def row(label, result, base, extra=""):
     ratio = f"{result['rps'] / base:.2f}×" if base else "-"
     p99 = f"{result['p99'] / 1000:.2f} ms" if result["p99"] is not None else "-"
-    errors = f"  [{result['errors']}]" if result["errors"] else ""
+    errors = "; ".join(filter(None, [result["errors"], result.get("statuses") and
+                                     f"hello-world answered {result['statuses']}"]))
+    errors = f"  [{errors}]" if errors else ""
     print(f"{label:<22} {result['rps']:>10,.0f} {ratio:>7} {p99:>9}  {extra}{errors}", flush=True)
 
 
@@ -171,16 +186,20 @@ def main():
               f"machine: {machine()}")
         print(f"{'case':<22} {'req/s':>10} {'ratio':>7} {'p99':>9}  failing requests")
         wrk(url, args.connections, 1, host.pid)  # warm-up
+        host.truncate_log()
         first = wrk(url, args.connections, args.secs, host.pid)
+        first["statuses"] = hello_failures(log)
         row("alone (before)", first, None, f"host RSS {first['rss']:.1f} MiB")
         results = []
         for place in args.places:
             for fault in args.only:
                 with FaultClients(host.addr, place, fault, args.fault_clients) as faults:
                     result = wrk(url, args.connections, args.secs, host.pid)
+                result["statuses"] = hello_failures(log)
                 results.append((f"{fault} in {place}", result, faults))
                 host.truncate_log()  # the failure lines add up; the figures do not need them
         last = wrk(url, args.connections, args.secs, host.pid)
+        last["statuses"] = hello_failures(log)
         base = (first["rps"] + last["rps"]) / 2
         for label, result, faults in results:
             promised = "all as promised" if faults.promised == faults.done else \
