@@ -7,6 +7,12 @@
 //!   authority as the guest sees them;
 //! - `loop`: spins forever (the CPU budget must stop it);
 //! - `panic`: panics before setting a response;
+//! - `trap`, `grow`, `huge`, `recurse`: fails before setting a response by `unreachable`, by
+//!   allocating 1 MiB at a time until the memory limit stops it, by one 1.5 GiB allocation, or
+//!   by recursing until the stack runs out;
+//! - `forbidden`: tries to set each framing and hop-by-hop field (`connection`,
+//!   `transfer-encoding`, `upgrade`, `keep-alive`, `proxy-connection`, `host`), and a name that
+//!   is not a token and a value with CR LF, and answers what `Fields` said to each;
 //! - `panic_mid_body`: panics after its response head and part of the body;
 //! - `outgoing`: tries an outgoing request and answers what it got;
 //! - `short`: declares 10 bytes, writes 5 and finishes (the body must fail);
@@ -56,6 +62,39 @@ impl wasip2::exports::http::incoming_handler::Guest for Proxy {
                 }
             }
             "panic" => panic!("the proxy guest panics on purpose"),
+            "trap" => core::arch::wasm32::unreachable(),
+            "grow" => {
+                let mut held = Vec::new();
+                loop {
+                    held.push(std::hint::black_box(vec![1u8; 1 << 20]));
+                }
+            }
+            "huge" => {
+                let huge: Vec<u8> = Vec::with_capacity(std::hint::black_box(3 << 29));
+                std::hint::black_box(huge);
+                unreachable!("a 1.5 GiB allocation succeeded past the memory limit");
+            }
+            "recurse" => {
+                std::hint::black_box(recurse(std::hint::black_box(1)));
+            }
+            "forbidden" => {
+                let fields = Fields::new();
+                let tries: [(&str, &[u8]); 8] = [
+                    ("connection", b"close"),
+                    ("transfer-encoding", b"chunked"),
+                    ("upgrade", b"h2c"),
+                    ("keep-alive", b"timeout=1"),
+                    ("proxy-connection", b"keep-alive"),
+                    ("host", b"elsewhere"),
+                    ("x bad", b"v"),
+                    ("x-split", b"a\r\nInjected: yes"),
+                ];
+                let lines: Vec<String> = tries
+                    .iter()
+                    .map(|(name, value)| format!("{name}: {:?}", fields.append(name, value)))
+                    .collect();
+                answer(out, 200, "text/plain", &(lines.join("\n") + "\n"));
+            }
             "panic_mid_body" => {
                 let (_body, stream) = start(out, 200, None);
                 // More than the host buffers, so the head goes out before the panic.
@@ -113,6 +152,12 @@ impl wasip2::exports::http::incoming_handler::Guest for Proxy {
             _ => answer(out, 200, "text/plain", "hello from wasi:http\n"),
         }
     }
+}
+
+#[expect(unconditional_recursion, reason = "the stack must run out")]
+fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 64]);
+    recurse(depth + 1) + frame[0]
 }
 
 /// Sets a response with `content-type` and the body's length, writes the body and finishes.
