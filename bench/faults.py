@@ -20,7 +20,6 @@ core (the guest yields at every epoch tick, so both workers keep serving, at the
 Only 127.0.0.1 is used; every process is started here and killed by PID when it ends, also on
 Ctrl-C. The machine's other load (builds!) moves every figure.
 """
-import argparse
 import os
 import re
 import shutil
@@ -31,9 +30,9 @@ import tempfile
 import threading
 import time
 
-from harness import Server, machine, on_signal, rss_kib, split_addr, stop_all, wrk
+from harness import (Server, bench_parser, check_inputs, machine, on_signal, rss_kib, split_addr, stop_all,
+                     wrk)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAULTS = ["loop", "trap", "panic", "grow", "huge", "recurse"]
 PLACES = ["before", "stream", "after", "chunk", "event"]
 # Seconds a failing request may take before its client gives up (a loop takes --cpu-timeout).
@@ -129,16 +128,7 @@ def row(label, result, base, extra=""):
 
 
 def parse_args():
-    target_dir = os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    parser.add_argument("--host", default=os.path.join(target_dir, "release", "wasm-host"),
-                        help="the wasm-host binary (default: %(default)s)")
-    parser.add_argument("--guests", default=os.path.join(target_dir, "guests", "wasm32-wasip2", "release"),
-                        help="where the test guest faults.wasm is (default: %(default)s)")
-    parser.add_argument("--examples", default=os.path.join(REPO, "examples", "routes"),
-                        help="the example routes tree (default: %(default)s)")
+    parser = bench_parser(__doc__, "where the test guest faults.wasm is")
     parser.add_argument("--only", default=",".join(FAULTS), help=f"faults to run, of {','.join(FAULTS)} (default: all)")
     parser.add_argument("--places", default=",".join(PLACES),
                         help=f"where they happen, of {','.join(PLACES)} (default: all)")
@@ -147,8 +137,6 @@ def parse_args():
     parser.add_argument("--fault-clients", type=int, default=1,
                         help="clients requesting the failing route at once (default: %(default)s)")
     args = parser.parse_args()
-    for name in ("host", "guests", "examples"):
-        setattr(args, name, os.path.abspath(getattr(args, name)))
     for name, known in (("only", FAULTS), ("places", PLACES)):
         chosen = [s.strip() for s in getattr(args, name).split(",") if s.strip()]
         unknown = [s for s in chosen if s not in known]
@@ -157,14 +145,7 @@ def parse_args():
         setattr(args, name, chosen)
     if not 1 <= args.secs <= 600 or not 1 <= args.connections <= 10_000 or not 1 <= args.fault_clients <= 64:
         parser.error("--secs is 1–600, --connections 1–10000, --fault-clients 1–64")
-    if not os.access(args.host, os.X_OK):
-        parser.error(f"--host: {args.host} is not an executable (make build builds it)")
-    if not os.path.isfile(os.path.join(args.guests, "faults.wasm")):
-        parser.error(f"--guests: no faults.wasm in {args.guests} (make test-guests builds it)")
-    if not os.path.isfile(os.path.join(args.examples, "hello-world", "GET.wasm")):
-        parser.error(f"--examples: {args.examples} holds no hello-world/GET.wasm (make examples builds it)")
-    if not shutil.which("wrk"):
-        parser.error("wrk is not installed (scripts/ensure-tools.sh wrk, or make bench-faults)")
+    check_inputs(parser, args, guests=["faults.wasm"], tools=["wrk"], make="make bench-faults")
     return args
 
 

@@ -5,11 +5,13 @@ still running by PID, also on Ctrl-C (`on_signal` turns SIGTERM/SIGINT into Keyb
 Only 127.0.0.1 is used. Standard library only; bench/run.py, bench/slow.py and bench/soak.py
 import it (the scripts' own folder is on `sys.path` when they run).
 """
+import argparse
 import http.client
 import os
 import re
 import resource
 import select
+import shutil
 import socket
 import subprocess
 import threading
@@ -174,6 +176,49 @@ def drain(stream):
     while stream.read(65536):
         pass
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Command lines: the options every script has, and the checks of what they name.
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def target_dir():
+    return os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
+
+
+def bench_parser(doc, guests_help="where the test guests are"):
+    """A parser whose help is the script's docstring (first paragraph, then the rest), with
+    --host, --guests and --examples."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n\n".join(doc.split("\n\n")[1:]))
+    parser.add_argument("--host", default=os.path.join(target_dir(), "release", "wasm-host"),
+                        help="the wasm-host binary (default: %(default)s)")
+    parser.add_argument("--guests", default=os.path.join(target_dir(), "guests", "wasm32-wasip2", "release"),
+                        help=f"{guests_help} (default: %(default)s)")
+    parser.add_argument("--examples", default=os.path.join(REPO, "examples", "routes"),
+                        help="the example routes tree (default: %(default)s)")
+    return parser
+
+
+def check_inputs(parser, args, guests=(), tools=(), make="make"):
+    """Makes --host, --guests and --examples absolute and refuses, through `parser.error`, a
+    host that is not an executable, a missing guest file, example routes without hello-world
+    or a tool not on PATH; `make` is the target that builds or installs them all."""
+    for name in ("host", "guests", "examples"):
+        setattr(args, name, os.path.abspath(getattr(args, name)))
+    if not os.access(args.host, os.X_OK):
+        parser.error(f"--host: {args.host} is not an executable (make build builds it)")
+    for guest in guests:
+        if not os.path.isfile(os.path.join(args.guests, guest)):
+            parser.error(f"--guests: no {guest} in {args.guests} (make test-guests builds it)")
+    if not os.path.isfile(os.path.join(args.examples, "hello-world", "GET.wasm")):
+        parser.error(f"--examples: {args.examples} holds no hello-world/GET.wasm (make examples builds it)")
+    for tool in tools:
+        if not shutil.which(tool):
+            parser.error(f"{tool} is not installed (scripts/ensure-tools.sh {tool}, or {make})")
 
 
 # ---------------------------------------------------------------------------------------------

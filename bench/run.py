@@ -33,7 +33,6 @@ all of them again in a summary at the end. The machine's other load moves every 
 a section before believing a miss. Only 127.0.0.1 is used; the script starts every server
 itself and kills them (by PID) when it ends, also on Ctrl-C.
 """
-import argparse
 import collections
 import errno
 import os
@@ -48,8 +47,8 @@ import sys
 import tempfile
 import time
 
-from harness import (BadResponse, PeakRss, Server, fmt_us, machine, on_signal, raise_open_files, read_head,
-                     rss_kib, split_addr, stop_all, wrk)
+from harness import (BadResponse, PeakRss, Server, bench_parser, check_inputs, fmt_us, machine, on_signal,
+                     raise_open_files, read_head, rss_kib, split_addr, stop_all, target_dir, wrk)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTIONS = ("hello", "streams", "idle", "startup", "hang", "instances", "polyglot")
@@ -782,20 +781,11 @@ def layout_routes(args, tmp):
 
 
 def parse_args():
-    target_dir = os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    parser.add_argument("--host", default=os.path.join(target_dir, "release", "wasm-host"),
-                        help="the wasm-host binary (default: %(default)s)")
-    parser.add_argument("--native", default=os.path.join(target_dir, "bench", "release", "bench-native"),
+    parser = bench_parser(__doc__, "where the test guests fill.wasm and count.wasm are")
+    parser.add_argument("--native", default=os.path.join(target_dir(), "bench", "release", "bench-native"),
                         help="the bench/native binary (default: %(default)s)")
-    parser.add_argument("--guests", default=os.path.join(target_dir, "guests", "wasm32-wasip2", "release"),
-                        help="where the test guests fill.wasm and count.wasm are (default: %(default)s)")
-    parser.add_argument("--examples", default=os.path.join(REPO, "examples", "routes"),
-                        help="the example routes tree (default: %(default)s)")
-    parser.add_argument("--target-dir", default=target_dir,
-                        help="cargo target dir")
+    parser.add_argument("--target-dir", default=target_dir(),
+                        help="cargo target dir (default: %(default)s)")
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"comma-separated sections to run, of {','.join(SECTIONS)} (default: all)")
     parser.add_argument("--secs", type=int, default=5, help="seconds of each wrk run (default: 5)")
@@ -805,7 +795,7 @@ def parse_args():
     parser.add_argument("--vs-wasmtime", action="store_true",
                         help="also run `wasmtime serve` with the example wasi_hello (examples/handlers) in the hello section")
     args = parser.parse_args()
-    for name in ("host", "native", "guests", "examples", "target_dir"):
+    for name in ("native", "target_dir"):
         setattr(args, name, os.path.abspath(getattr(args, name)))
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in args.only if s not in SECTIONS]
@@ -813,14 +803,9 @@ def parse_args():
         parser.error(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
     if args.secs < 1 or args.rounds < 1 or args.hang_secs <= 0:
         parser.error("--secs and --rounds must be at least 1, --hang-secs above 0")
-    for what, path in (("--host", args.host), ("--native", args.native)):
-        if not os.access(path, os.X_OK):
-            parser.error(f"{what}: {path} is not an executable (build it first: make bench does)")
-    for name in ("fill.wasm", "count.wasm"):
-        if not os.path.isfile(os.path.join(args.guests, name)):
-            parser.error(f"--guests: no {name} in {args.guests} (make test-guests builds it)")
-    if not os.path.isfile(os.path.join(args.examples, "hello-world", "GET.wasm")):
-        parser.error(f"--examples: {args.examples} holds no hello-world/GET.wasm (make examples builds it)")
+    if not os.access(args.native, os.X_OK):
+        parser.error(f"--native: {args.native} is not an executable (make bench-native builds it)")
+    check_inputs(parser, args, guests=["fill.wasm", "count.wasm"])
     return args
 
 

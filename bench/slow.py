@@ -43,7 +43,6 @@ host's log says requests failed.
 Only 127.0.0.1 is used; every process is started here and killed by PID when it ends, also on
 Ctrl-C. The machine's other load (builds!) moves every figure.
 """
-import argparse
 import collections
 import csv
 import http.client
@@ -57,7 +56,7 @@ import tempfile
 import threading
 import time
 
-from harness import (Sampler, Server, error_kind, fmt_us, machine, on_signal, percentile, raise_open_files,
+from harness import (Sampler, Server, bench_parser, check_inputs, error_kind, fmt_us, machine, on_signal, percentile, raise_open_files,
                      split_addr, spawn, stop, stop_all)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -358,17 +357,8 @@ def layout_routes(args, tmp):
 
 
 def parse_args():
-    target_dir = os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
     names = [a.name for a in ATTACKS]
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    parser.add_argument("--host", default=os.path.join(target_dir, "release", "wasm-host"),
-                        help="the wasm-host binary (default: %(default)s)")
-    parser.add_argument("--guests", default=os.path.join(target_dir, "guests", "wasm32-wasip2", "release"),
-                        help="where the test guest fill.wasm is (default: %(default)s)")
-    parser.add_argument("--examples", default=os.path.join(REPO, "examples", "routes"),
-                        help="the example routes tree (default: %(default)s)")
+    parser = bench_parser(__doc__, "where the test guest fill.wasm is")
     parser.add_argument("--assets", default=os.path.join(REPO, "examples", "assets"),
                         help="served with --static, for the range attack (default: %(default)s)")
     parser.add_argument("--only", default=",".join(names), help=f"attacks to run, of {','.join(names)} (default: all)")
@@ -389,8 +379,7 @@ def parse_args():
                         help="new-connection probe requests per second (default: 50)")
     parser.add_argument("--timeout", type=float, default=5, help="probe request timeout in seconds (default: 5)")
     args = parser.parse_args()
-    for name in ("host", "guests", "examples", "assets"):
-        setattr(args, name, os.path.abspath(getattr(args, name)))
+    args.assets = os.path.abspath(args.assets)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in args.only if s not in names]
     if unknown:
@@ -401,14 +390,7 @@ def parse_args():
                      "--fresh-rate must be ≥ 1")
     if args.secs > 600:
         parser.error("--secs: at most 600 (every run here is bounded)")
-    if not os.access(args.host, os.X_OK):
-        parser.error(f"--host: {args.host} is not an executable (make build builds it)")
-    if not os.path.isfile(os.path.join(args.guests, "fill.wasm")):
-        parser.error(f"--guests: no fill.wasm in {args.guests} (make test-guests builds it)")
-    if not os.path.isfile(os.path.join(args.examples, "hello-world", "GET.wasm")):
-        parser.error(f"--examples: {args.examples} holds no hello-world/GET.wasm (make examples builds it)")
-    if not shutil.which("slowhttptest"):
-        parser.error("slowhttptest is not installed (scripts/ensure-tools.sh slowhttptest, or make bench-slow)")
+    check_inputs(parser, args, guests=["fill.wasm"], tools=["slowhttptest"], make="make bench-slow")
     return args
 
 

@@ -40,7 +40,6 @@ max(8 MiB, 10 %)).
 Only 127.0.0.1 is used; every loop stops at the deadline, and every process started here is
 killed by PID when the script ends, also on Ctrl-C.
 """
-import argparse
 import collections
 import hashlib
 import http.client
@@ -58,10 +57,10 @@ import tempfile
 import threading
 import time
 
-from harness import (BadResponse, Sampler, Server, error_kind, fmt_us, machine, on_signal, parse_duration_us,
-                     open_fds, percentile, raise_open_files, read_head, rss_kib, split_addr, spawn, stop, stop_all)
+from harness import (BadResponse, Sampler, Server, bench_parser, check_inputs, error_kind, fmt_us, machine, on_signal, parse_duration_us,
+                     open_fds, percentile, raise_open_files, read_head, rss_kib, split_addr, spawn, stop,
+                     stop_all)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIB = 1 << 20
 # /blob/{n}: byte i is i % 251; every answer is compared with a slice of this.
 BLOB = bytes(i % 251 for i in range(251)) * ((4 * MIB) // 251 + 1)
@@ -745,16 +744,7 @@ def summary(args, load, minutes, host, crashed, idle, elapsed):
 
 
 def parse_args():
-    target_dir = os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    parser.add_argument("--host", default=os.path.join(target_dir, "release", "wasm-host"),
-                        help="the wasm-host binary (default: %(default)s)")
-    parser.add_argument("--guests", default=os.path.join(target_dir, "guests", "wasm32-wasip2", "release"),
-                        help="where the test guests are (default: %(default)s)")
-    parser.add_argument("--examples", default=os.path.join(REPO, "examples", "routes"),
-                        help="the example routes tree (default: %(default)s)")
+    parser = bench_parser(__doc__)
     parser.add_argument("--minutes", type=float, default=float(os.environ.get("DURATION") or 10),
                         help="how long the load runs (default: $DURATION or 10)")
     parser.add_argument("--warmup", type=float, default=None,
@@ -766,23 +756,13 @@ def parse_args():
     parser.add_argument("--reload-every", type=float, default=5, help="seconds between reloads (default: 5)")
     parser.add_argument("--strict", action="store_true", help="exit 1 on an unexpected error or RSS growth")
     args = parser.parse_args()
-    for name in ("host", "guests", "examples"):
-        setattr(args, name, os.path.abspath(getattr(args, name)))
     if not 0 < args.minutes <= 24 * 60:
         parser.error("--minutes: above 0 and at most a day")
     if args.warmup is None:
         args.warmup = min(2.0, args.minutes / 5)
     if min(args.wrk_connections, args.wrk_rate, args.sse_clients) < 1 or args.reload_every <= 0:
         parser.error("--wrk-connections, --wrk-rate, --sse-clients must be ≥ 1, --reload-every above 0")
-    if not os.access(args.host, os.X_OK):
-        parser.error(f"--host: {args.host} is not an executable (make build builds it)")
-    for guest in ("version2.wasm", *(g for g, _ in GUESTS)):
-        if not os.path.isfile(os.path.join(args.guests, guest)):
-            parser.error(f"--guests: no {guest} in {args.guests} (make test-guests builds it)")
-    if not os.path.isfile(os.path.join(args.examples, "hello-world", "GET.wasm")):
-        parser.error(f"--examples: {args.examples} holds no hello-world/GET.wasm (make examples builds it)")
-    if not shutil.which("wrk"):
-        parser.error("wrk is not installed (scripts/ensure-tools.sh wrk, or make soak)")
+    check_inputs(parser, args, guests=["version2.wasm", *(g for g, _ in GUESTS)], tools=["wrk"], make="make soak")
     return args
 
 
