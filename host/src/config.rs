@@ -115,6 +115,22 @@ pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// connection instead.
 pub const DRAIN_LIMIT: u64 = 256 * 1024;
 
+/// Threads of the async runtime's blocking pool per worker thread, and the least and most in
+/// all (tokio's default is 512 whatever the workers). The pool runs short blocking work: store
+/// reads, static-file reads, certificate and route reloads. Unbounded, a burst of thousands of
+/// long polls subscribing at once started 500 threads, each with its stack; queued behind 32,
+/// a store read waits microseconds.
+pub const BLOCKING_THREADS_PER_WORKER: usize = 16;
+/// See [`BLOCKING_THREADS_PER_WORKER`].
+pub const MIN_BLOCKING_THREADS: usize = 32;
+/// See [`BLOCKING_THREADS_PER_WORKER`].
+pub const MAX_BLOCKING_THREADS: usize = 512;
+
+/// The blocking pool's size for `workers` worker threads.
+pub fn blocking_threads(workers: usize) -> usize {
+    workers.saturating_mul(BLOCKING_THREADS_PER_WORKER).clamp(MIN_BLOCKING_THREADS, MAX_BLOCKING_THREADS)
+}
+
 /// Limits on what one guest instance may use and how long it may run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuntimeLimits {

@@ -39,6 +39,7 @@ fn run(args: wasm_host::cli::RunArgs) -> anyhow::Result<()> {
 fn serve(config: wasm_host::config::Config, ready: impl FnOnce(&Server)) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.workers)
+        .max_blocking_threads(wasm_host::config::blocking_threads(config.workers))
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

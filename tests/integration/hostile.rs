@@ -468,3 +468,60 @@ fn a_wasi_http_component_cannot_set_framing_or_hop_by_hop_fields_or_split_a_head
         assert!(text.contains(&format!("{field}: Err(HeaderError::InvalidSyntax)")), "{field}: {text}");
     }
 }
+
+/// The `live=` of the last access line for `path`, if any.
+fn last_live(log: &str, path: &str) -> Option<usize> {
+    let line = log.lines().rev().find(|l| l.contains(&format!(" path={path} ")))?;
+    line.split(" live=").nth(1)?.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn three_thousand_waiting_handlers_cost_memory_not_threads_and_others_are_served() {
+    const WAITERS: usize = 3000;
+    let s = Server::start(
+        std::path::Path::new(a::EXAMPLE_ROUTES),
+        &["--workers", "2", "--state", "memory", "--max-instances", "4000", "--route-max-instances", "4000"],
+    );
+    let start = memory_kib(s.pid(), "VmRSS:");
+    // Long polls: each waits (up to a minute) for a message posted after it arrived, so none
+    // can finish before the POST below. Each request is written, then each answer read, from
+    // this one thread.
+    let mut waiters: Vec<std::io::BufReader<std::net::TcpStream>> = (0..WAITERS)
+        .map(|_| {
+            let mut c = s.connect();
+            c.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+            c.write_all(b"GET /messages/wait?timeout=60 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            std::io::BufReader::new(c)
+        })
+        .collect();
+    // All of them are alive at once, on two worker threads, while another route is served.
+    assert!(
+        eventually(WAIT, || {
+            assert_eq!(get(&s, "/hello-world"), (200, "Hello world!".into()));
+            last_live(&s.log(), "/hello-world").is_some_and(|live| live >= WAITERS)
+        }),
+        "the long polls never all parked: {:?}",
+        last_live(&s.log(), "/hello-world")
+    );
+    let parked = memory_kib(s.pid(), "VmRSS:");
+    // Threads: 2 workers, at most 32 of the blocking pool (which the subscriptions' store reads
+    // use), the main thread, the epoch ticker, the log and store writers, the watcher, the
+    // compile cache's worker: never one per waiter.
+    let threads = memory_kib(s.pid(), "Threads:");
+    assert!(threads <= 2 + 32 + 8, "{threads} threads for {WAITERS} waiting requests");
+    let post = client()
+        .post(&s.url("/messages"))
+        .header("content-type", "application/json")
+        .send(r#""wake""#)
+        .unwrap();
+    assert_eq!(post.status().as_u16(), 200);
+    for (i, conn) in waiters.iter_mut().enumerate() {
+        let r = read_response(conn, false).unwrap_or_else(|| panic!("waiter {i} got no answer"));
+        assert_eq!((r.status, r.text().as_str()), (200, r#"[{"body":"wake","id":1}]"#), "waiter {i}");
+    }
+    // ≈60–70 KiB is what a waiting request costs (README, *Performance*); 128 KiB each bounds
+    // it with room to spare, so a leak per request or a thread per waiter would show.
+    let bound = start + WAITERS as u64 * 128;
+    assert!(parked <= bound, "RSS {parked} KiB with {WAITERS} parked, over {bound} KiB (started at {start})");
+    assert!(peak_rss_kib(s.pid()) <= bound + 32 * 1024, "peak RSS {} KiB", peak_rss_kib(s.pid()));
+}
