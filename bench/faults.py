@@ -10,8 +10,8 @@ connections, `--secs` seconds). Cases: every fault (loop, trap, panic, grow, hug
 every hook (before, stream, after) and in the third pull of a chunked and of an event stream
 (after the head: the connection is aborted); `--only loop,trap` keeps some faults.
 
-For each case: hello-world req/s and p99, the ratio to the baseline (hello world alone, measured
-before the first and after the last case; the ratio is to their mean), the failing requests
+For each case: hello-world req/s and p99 alone, then with the failing client, and the ratio of
+the two (measured one right after the other, so the machine's drift mostly cancels), the failing requests
 answered per second and whether each got what the host promises (504 for a loop and 500 for the
 others in a hook; an aborted chunked body in a pull), and the host's peak RSS. A loop holds a
 worker for its whole CPU budget: on 2 workers, one spinning client leaves hello world about one
@@ -167,27 +167,29 @@ def main():
               f"machine: {machine()}")
         print(f"{'case':<22} {'req/s':>10} {'ratio':>7} {'p99':>9}  failing requests")
         wrk(url, args.connections, 1, host.pid)  # warm-up
-        host.truncate_log()
-        first = wrk(url, args.connections, args.secs, host.pid)
-        first["statuses"] = hello_failures(log)
-        row("alone (before)", first, None, f"host RSS {first['rss']:.1f} MiB")
-        results = []
+        ratios = []
         for place in args.places:
             for fault in args.only:
+                # Hello world alone just before, so the machine's drift cancels out of the ratio.
+                host.truncate_log()
+                alone = wrk(url, args.connections, args.secs, host.pid)
+                alone["statuses"] = hello_failures(log)
+                host.truncate_log()
                 with FaultClients(host.addr, place, fault, args.fault_clients) as faults:
                     result = wrk(url, args.connections, args.secs, host.pid)
                 result["statuses"] = hello_failures(log)
-                results.append((f"{fault} in {place}", result, faults))
-                host.truncate_log()  # the failure lines add up; the figures do not need them
-        last = wrk(url, args.connections, args.secs, host.pid)
-        last["statuses"] = hello_failures(log)
-        base = (first["rps"] + last["rps"]) / 2
-        for label, result, faults in results:
-            promised = "all as promised" if faults.promised == faults.done else \
-                f"{faults.done - faults.promised} NOT as promised: {'; '.join(faults.broken)}"
-            row(label, result, base, f"{faults.done / faults.secs:,.1f}/s, {promised}; peak RSS {result['rss']:.1f} MiB")
-        row("alone (after)", last, base, f"host RSS {rss_kib(host.pid) / 1024:.1f} MiB")
-        print(f"\nbaseline {base:,.0f} req/s (mean of before and after); machine at the end: {machine()}")
+                promised = "all as promised" if faults.promised == faults.done else \
+                    f"{faults.done - faults.promised} NOT as promised: {'; '.join(faults.broken)}"
+                row("  alone", alone, None, f"host RSS {alone['rss']:.1f} MiB")
+                row(f"{fault} in {place}", result, alone["rps"],
+                    f"{faults.done / faults.secs:,.1f}/s, {promised}; peak RSS {result['rss']:.1f} MiB")
+                if alone["rps"]:
+                    ratios.append(result["rps"] / alone["rps"])
+        if ratios:
+            ratios.sort()
+            print(f"\nratio to hello world alone: median {ratios[len(ratios) // 2]:.2f}×, lowest {ratios[0]:.2f}×, "
+                  f"highest {ratios[-1]:.2f}× over {len(ratios)} cases")
+        print(f"host RSS at the end {rss_kib(host.pid) / 1024:.1f} MiB; machine at the end: {machine()}")
     except KeyboardInterrupt as e:
         print(f"\ninterrupted ({e or 'Ctrl-C'}): stopping the host", file=sys.stderr)
         return 130
