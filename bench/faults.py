@@ -11,11 +11,11 @@ every hook (before, stream, after) and in the third pull of a chunked and of an 
 (after the head: the connection is aborted); `--only loop,trap` keeps some faults.
 
 For each case: hello-world req/s and p99 alone, then with the failing client, and the ratio of
-the two (measured one right after the other, so the machine's drift mostly cancels), the failing requests
-answered per second and whether each got what the host promises (504 for a loop and 500 for the
-others in a hook; an aborted chunked body in a pull), and the host's peak RSS. A loop holds a
-worker for its whole CPU budget: on 2 workers, one spinning client leaves hello world about one
-core (the guest yields at every epoch tick, so both workers keep serving, at the loop's cost).
+the two (measured one right after the other, so the machine's drift mostly cancels), the
+failing requests answered per second and whether each got what the host promises (504 for a loop and 500 for the
+others in a hook; an aborted chunked body in a pull), and the host's peak RSS. A loop runs until
+its CPU budget is spent, but yields its worker at every epoch tick (1 ms), so the requests
+queued on that worker keep being served in between; the loop's answer takes longer instead.
 
 Only 127.0.0.1 is used; every process is started here and killed by PID when it ends, also on
 Ctrl-C. The machine's other load (builds!) moves every figure.
