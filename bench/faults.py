@@ -12,8 +12,9 @@ every hook (before, stream, after) and in the third pull of a chunked and of an 
 
 For each case: hello-world req/s and p99 alone, then with the failing client, and the ratio of
 the two (measured one right after the other, so the machine's drift mostly cancels), the
-failing requests answered per second and whether each got what the host promises (504 for a loop and 500 for the
-others in a hook; an aborted chunked body in a pull), and the host's peak RSS. A loop runs until
+failing requests answered per second and whether each got what the host promises (504 for a
+loop and 500 for the others in a hook; an aborted chunked body in a pull), and the host's peak
+RSS. A loop runs until
 its CPU budget is spent, but yields its worker at every epoch tick (1 ms), so the requests
 queued on that worker keep being served in between; the loop's answer takes longer instead.
 
