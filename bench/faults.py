@@ -5,7 +5,7 @@ Figures only: it asserts nothing, the exit status says only whether it ran.
 One host with its default options (2 workers here: one per CPU; --cpu-timeout 1s, --max-memory
 64MiB) serves the example routes plus the test guest `faults` at /f (`?at=WHERE&fault=HOW`, see
 tests/guests/faults). For each case, `--fault-clients` clients request the failing route again and
-again, each on a new connection, while wrk measures GET /hello-world (`--connections` keep-alive
+again (at most `--fault-rate` times a second each), each on a new connection, while wrk measures GET /hello-world (`--connections` keep-alive
 connections, `--secs` seconds). Cases: every fault (loop, trap, panic, grow, huge, recurse) in
 every hook (before, stream, after) and in the third pull of a chunked and of an event stream
 (after the head: the connection is aborted); `--only loop,trap` keeps some faults.
@@ -61,15 +61,16 @@ def as_promised(place, fault, wire):
 class FaultClients:
     """`count` threads sending one case's failing request until stopped; counts the answers."""
 
-    def __init__(self, addr, place, fault, count):
+    def __init__(self, addr, place, fault, count, rate):
         self.addr, self.place, self.fault = split_addr(addr), place, fault
+        self.pause = 1 / rate if rate else 0
         self.request = fault_request(place, fault)
         self.done, self.promised, self.broken = 0, 0, []
         self.lock, self.stopping = threading.Lock(), threading.Event()
         self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(count)]
 
     def run(self):
-        while not self.stopping.is_set():
+        while not self.stopping.wait(self.pause):
             wire, error = b"", None
             try:
                 with socket.create_connection(self.addr, timeout=FAULT_TIMEOUT) as s:
@@ -137,6 +138,10 @@ def parse_args():
     parser.add_argument("--connections", type=int, default=64, help="wrk's connections (default: %(default)s)")
     parser.add_argument("--fault-clients", type=int, default=1,
                         help="clients requesting the failing route at once (default: %(default)s)")
+    parser.add_argument("--fault-rate", type=float, default=50,
+                        help="failing requests per second per client at most, 0 for as many as it can; each "
+                             "costs an instance, a trap and a connection, on the same cores as wrk and the "
+                             "host (default: %(default)s)")
     args = parser.parse_args()
     for name, known in (("only", FAULTS), ("places", PLACES)):
         chosen = [s.strip() for s in getattr(args, name).split(",") if s.strip()]
@@ -144,8 +149,9 @@ def parse_args():
         if unknown:
             parser.error(f"--{name}: unknown {', '.join(unknown)}; known: {', '.join(known)}")
         setattr(args, name, chosen)
-    if not 1 <= args.secs <= 600 or not 1 <= args.connections <= 10_000 or not 1 <= args.fault_clients <= 64:
-        parser.error("--secs is 1–600, --connections 1–10000, --fault-clients 1–64")
+    if not 1 <= args.secs <= 600 or not 1 <= args.connections <= 10_000 or not 1 <= args.fault_clients <= 64 \
+            or args.fault_rate < 0:
+        parser.error("--secs is 1–600, --connections 1–10000, --fault-clients 1–64, --fault-rate ≥ 0")
     check_inputs(parser, args, guests=["faults.wasm"], tools=["wrk"], make="make bench-faults")
     return args
 
@@ -164,7 +170,8 @@ def main():
             return 1
         url = f"{host.url}/hello-world"
         print(f"GET /hello-world while a handler fails: {args.host}")
-        print(f"wrk -t1 -c{args.connections} -d{args.secs}s; {args.fault_clients} failing client(s); "
+        print(f"wrk -t1 -c{args.connections} -d{args.secs}s; {args.fault_clients} failing client(s), "
+              f"{args.fault_rate:g} requests/s each at most; "
               f"machine: {machine()}")
         print(f"{'case':<22} {'req/s':>10} {'ratio':>7} {'p99':>9}  failing requests")
         wrk(url, args.connections, 1, host.pid)  # warm-up
@@ -176,7 +183,7 @@ def main():
                 alone = wrk(url, args.connections, args.secs, host.pid)
                 alone["statuses"] = hello_failures(log)
                 host.truncate_log()
-                with FaultClients(host.addr, place, fault, args.fault_clients) as faults:
+                with FaultClients(host.addr, place, fault, args.fault_clients, args.fault_rate) as faults:
                     result = wrk(url, args.connections, args.secs, host.pid)
                 result["statuses"] = hello_failures(log)
                 promised = "all as promised" if faults.promised == faults.done else \
