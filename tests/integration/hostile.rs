@@ -263,6 +263,34 @@ fn a_fault_in_any_hook_is_answered_with_its_status_and_the_connection_serves_the
 }
 
 #[test]
+fn a_fault_in_any_hook_honours_connection_close_and_http_1_0() {
+    let t = faults_tree();
+    let s = faults_server(&t);
+    let mut failed = Vec::new();
+    for (version, close) in [("HTTP/1.1", "Connection: close\r\n"), ("HTTP/1.0", "")] {
+        for at in HOOKS {
+            for fault in FAULTS {
+                let case = format!("{fault} in {at}, {version} {close:?}");
+                let body = if at == "stream" { "Content-Length: 5\r\n\r\nhello" } else { "\r\n" };
+                let method = if at == "stream" { "POST" } else { "GET" };
+                let request =
+                    format!("{method} /f?at={at}&fault={fault} {version}\r\nHost: x\r\n{close}{body}{NEXT}");
+                let mut conn = std::io::BufReader::new(s.connect());
+                conn.get_mut().write_all(request.as_bytes()).unwrap();
+                match read_response(&mut conn, false) {
+                    Some(r)
+                        if r.status >= 500
+                            && r.header("connection") == Some("close")
+                            && is_closed(&mut conn) => {}
+                    other => failed.push(format!("{case}: {other:?}, or the connection stayed open")),
+                }
+            }
+        }
+    }
+    assert!(failed.is_empty(), "{failed:#?}");
+}
+
+#[test]
 fn a_fault_in_any_pull_aborts_the_response_without_its_last_chunk_and_nothing_follows() {
     let t = faults_tree();
     let s = faults_server(&t);
