@@ -196,9 +196,17 @@ fn the_admin_endpoints_are_not_on_the_public_port() {
     assert_eq!((resp.status, resp.text()), (200, "ok\n".to_owned()));
     assert!(is_closed(&mut r));
 
-    // Only the two public requests were counted.
-    let text = scrape(&s);
-    assert_eq!(request_counts(&text), [r#"wasm_host_requests_total{route="-",status="404"} 2"#], "{text}");
+    // Only the two public requests were counted (a request is counted just after its answer
+    // is written, so the count may lag the client by a moment).
+    let mut text = String::new();
+    let counted = [r#"wasm_host_requests_total{route="-",status="404"} 2"#];
+    assert!(
+        eventually(WAIT, || {
+            text = scrape(&s);
+            request_counts(&text) == counted
+        }),
+        "{text}"
+    );
 }
 
 /// Runs `wasm-host run` with `args` until it exits (at most 60 s); (success, stdout, stderr).
