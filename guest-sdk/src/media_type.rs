@@ -156,7 +156,11 @@ mod tests {
         assert!(!accept_prefers_json("application/json;q=0"));
         assert!(!accept_prefers_json("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"));
         assert!(accept_prefers_json("text/plain;q=0.499, application/json;q=0.5"));
-        assert!(!accept_prefers_json("text/plain;q=0.5001, application/json;q=0.5"), "three decimals count");
+        assert!(
+            accept_prefers_json("text/plain;q=0.5001, application/json;q=0.5"),
+            "decimals past the third are ignored: a tie, which goes to JSON"
+        );
+        assert!(!accept_prefers_json("text/plain;q=0.501, application/json;q=0.5"));
         assert!(!accept_prefers_json("text/plain;q=1.0, application/json;q=0.999"));
     }
 
