@@ -80,17 +80,36 @@ pub(crate) fn is_json(essence: &str) -> bool {
 /// (`application/json` or `application/*+json`) is listed with `q > 0`, and no `text/*`
 /// type is listed with a higher `q`. Wildcards (`*/*`, `application/*`) count for neither.
 pub(crate) fn accept_prefers_json(accept: &str) -> bool {
-    let (mut json, mut text) = (0.0_f32, 0.0_f32);
+    let (mut json, mut text) = (0, 0);
     for range in accept.split(',') {
         let Some(range) = Parameterized::parse(range) else { continue };
-        let q = range.param("q").and_then(|q| q.parse::<f32>().ok()).unwrap_or(1.0).clamp(0.0, 1.0);
+        let q = range.param("q").map_or(1000, quality);
         if is_json(&range.value) {
             json = json.max(q);
         } else if range.value.starts_with("text/") {
             text = text.max(q);
         }
     }
-    json > 0.0 && json >= text
+    json > 0 && json >= text
+}
+
+/// A `q` weight (RFC 9110 §12.4.2: `0`–`1` with at most three decimals) in thousandths,
+/// capped at 1000; a value that is not a decimal number counts as 1000, the weight of a range
+/// without `q`. Integer arithmetic on purpose: `str::parse::<f32>` would bring the float parser
+/// and its 10 KB table of powers of five into every handler's data segment, which every
+/// instance copies into its memory (a page and a half of each parked request).
+fn quality(q: &str) -> u16 {
+    let (whole, fraction) = q.split_once('.').unwrap_or((q, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !digits(whole) || !digits(fraction) {
+        return 1000;
+    }
+    if whole.trim_start_matches('0').is_empty() {
+        // 0.xyz: the first three decimals, padded with zeros.
+        fraction.bytes().chain(std::iter::repeat(b'0')).take(3).fold(0, |n, b| n * 10 + u16::from(b - b'0'))
+    } else {
+        1000
+    }
 }
 
 #[cfg(test)]
@@ -136,5 +155,27 @@ mod tests {
         assert!(!accept_prefers_json("*/*"));
         assert!(!accept_prefers_json("application/json;q=0"));
         assert!(!accept_prefers_json("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"));
+        assert!(accept_prefers_json("text/plain;q=0.499, application/json;q=0.5"));
+        assert!(
+            accept_prefers_json("text/plain;q=0.5001, application/json;q=0.5"),
+            "decimals past the third are ignored: a tie, which goes to JSON"
+        );
+        assert!(!accept_prefers_json("text/plain;q=0.501, application/json;q=0.5"));
+        assert!(!accept_prefers_json("text/plain;q=1.0, application/json;q=0.999"));
+    }
+
+    #[test]
+    fn quality_weights_in_thousandths() {
+        assert_eq!(quality("0"), 0);
+        assert_eq!(quality("0.5"), 500);
+        assert_eq!(quality(".25"), 250);
+        assert_eq!(quality("0.001"), 1);
+        assert_eq!(quality("0.0009"), 0);
+        assert_eq!(quality("1"), 1000);
+        assert_eq!(quality("1.000"), 1000);
+        assert_eq!(quality("7"), 1000, "capped");
+        assert_eq!(quality("x"), 1000, "not a number: as without q");
+        assert_eq!(quality(""), 1000);
+        assert_eq!(quality("-0.5"), 1000);
     }
 }

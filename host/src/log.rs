@@ -103,8 +103,15 @@ tokio::task_local! {
 /// Runs `exchange` as the answer to the request `id`: every line logged while it runs (guest
 /// output, failures) shows [`CurrentRequest`]. A task-local, not a `tracing` span: entering a
 /// span on every poll cost a tenth of hello world's rate.
-pub async fn in_request<F: Future>(id: crate::http::request_id::RequestId, exchange: F) -> F::Output {
-    REQUEST_ID.scope(id, exchange).await
+///
+/// A plain function returning the scope's future, not an `async fn`: an `async fn` would keep
+/// `exchange` as its argument beside the scope it is moved into, doubling the size of every
+/// connection's task (each parked request holds one).
+pub fn in_request<F: Future>(
+    id: crate::http::request_id::RequestId,
+    exchange: F,
+) -> impl Future<Output = F::Output> {
+    REQUEST_ID.scope(id, exchange)
 }
 
 /// Displays the id of the request being answered, `-` outside one: a log field

@@ -377,6 +377,14 @@ fn request_over_its_wall_clock_deadline_is_504() {
     assert_eq!(status, 504);
     assert!(start.elapsed() < Duration::from_secs(25), "the 30 s sleep was cut short");
     assert_eq!(get(&s, "/hang/0/fine"), (200, "fine".into()));
+    // The example takes decimal seconds (parsed without floats) and refuses anything else.
+    assert_eq!(get(&s, "/hang/0.05/frac"), (200, "frac".into()));
+    assert_eq!(get(&s, "/hang/.1/frac"), (200, "frac".into()));
+    for bad in ["/hang/x/m", "/hang/-1/m", "/hang/1e3/m", "/hang/1.2.3/m"] {
+        let (status, body) = get(&s, bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.contains("is not a number of seconds"), "{bad}: {body}");
+    }
 }
 
 #[test]

@@ -51,19 +51,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Routes and answers one request, and logs its access line. The request gets its id
     /// (`x-request-id`) first; every log line written while it is answered carries it
     /// (`request_id=`).
-    pub(super) async fn exchange(&mut self, mut head: RequestHead) -> Next {
+    ///
+    /// Not an `async fn`, for the reason given at [`crate::log::in_request`]: `head` would be
+    /// kept twice in every connection's task.
+    pub(super) fn exchange(&mut self, mut head: RequestHead) -> impl Future<Output = Next> + '_ {
         let id = request_id::ensure(&mut head.headers);
-        crate::log::in_request(id, self.answer(head, &id)).await
+        crate::log::in_request(id, self.answer(head, id))
     }
 
-    async fn answer(&mut self, mut head: RequestHead, id: &RequestId) -> Next {
+    async fn answer(&mut self, mut head: RequestHead, id: RequestId) -> Next {
         let start = Instant::now();
         let routes = self.app.routes.load_full();
         let mut body = RequestBody::new(&head, self.app.config.http.max_body);
         if self.app.build_failures.is_some() {
             self.wants_html = head.header_all("accept").any(|v| v.windows(9).any(|w| w == b"text/html"));
             if let Some(outcome) = self.answer_build_failure(&head, &mut body, &routes).await {
-                self.log_access(&head, &outcome, None, start, id);
+                self.log_access(&head, &outcome, None, start, &id);
                 return outcome.next;
             }
         }
@@ -95,7 +98,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Lookup::NotFound => (self.fail(&head, &mut body, Failure::NotFound, None).await, None),
             Lookup::BadPath => (self.fail(&head, &mut body, Failure::BadPath, None).await, None),
         };
-        self.log_access(&head, &outcome, route, start, id);
+        self.log_access(&head, &outcome, route, start, &id);
         outcome.next
     }
 
@@ -178,6 +181,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Err(reason) => return self.fail(head, body, Failure::Unavailable(reason.clone()), route).await,
         };
         let deadline = start + self.app.runtime.limits().request_timeout;
+        // The handler may wait a long time (a long poll); nothing is read meanwhile.
+        self.io.release_read_buffer();
         let mut inst = match self.app.runtime.instantiate(handler, &loaded.label).await {
             Ok(inst) => inst,
             Err(e) => return self.fail(head, body, e.into(), route).await,
@@ -198,7 +203,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             },
             Flow::Close => return self.fail(head, body, Failure::HandlerClosed, route).await,
             Flow::Respond(response) => response,
-            Flow::Begin(response) => return self.duplex(head, body, response, inst, route).await,
+            // Boxed, like the stream pump in `respond`: every other exchange would carry it.
+            Flow::Begin(response) => return Box::pin(self.duplex(head, body, response, inst, route)).await,
         };
         self.respond(head, body, response, inst, route).await
     }
@@ -446,7 +452,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         };
         let mut encoder = BodyEncoder::new(plan.framing);
         let times = self.pump_times();
-        let result = pump(&mut self.io, &mut source, &mut encoder, times, &mut wire).await;
+        // Boxed: the pump is a large future that only streaming responses need, and inline it
+        // would be part of every connection's task, which every parked request holds.
+        let result = Box::pin(pump(&mut self.io, &mut source, &mut encoder, times, &mut wire)).await;
         // The instance goes (or back to the runtime, after a stream that ended as it should)
         // before the access line is written, so `live` counts it out.
         match source.into_instance() {

@@ -19,6 +19,11 @@ const HEAD_READ: usize = 2 * 1024;
 /// Room made for each read of request body bytes: large reads keep uploads fast.
 const BODY_READ: usize = 16 * 1024;
 
+/// Room made for a read that only watches for the client leaving (during a streamed
+/// response): it needs to see end of stream, or that bytes came (which stops the watch), and
+/// a streaming response may last long, so it holds as little as it can.
+const WATCH_READ: usize = 64;
+
 /// Capacity a connection's buffers may keep between requests; a larger one (grown by a large
 /// head, a gathered stream write or a body read) is given back when the connection goes idle,
 /// so a keep-alive connection does not hold what one response needed.
@@ -86,7 +91,8 @@ pub(super) struct Io<S> {
     stream: S,
     /// Bytes read and not yet consumed (a request head, body bytes, pipelined requests).
     pub(super) buf: BytesMut,
-    /// Scratch space for encoding response heads.
+    /// Scratch space for encoding response heads: empty until the first response (a request
+    /// that waits holds none), then kept between requests.
     pub(super) out: Vec<u8>,
     /// Waiting for request body bytes (`--body-timeout`, `--min-rate`).
     reading: Pace,
@@ -96,13 +102,7 @@ pub(super) struct Io<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     pub(super) fn new(stream: S, reading: Pace, writing: Pace) -> Self {
-        Self {
-            stream,
-            buf: BytesMut::with_capacity(HEAD_READ),
-            out: Vec::with_capacity(512),
-            reading,
-            writing,
-        }
+        Self { stream, buf: BytesMut::with_capacity(HEAD_READ), out: Vec::new(), reading, writing }
     }
 
     /// Starts the client's allowances afresh for the next request.
@@ -114,7 +114,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     /// Gives back buffer capacity over [`KEEP_BETWEEN_REQUESTS`]; call between requests.
     pub(super) fn shrink(&mut self) {
         if self.out.capacity() > KEEP_BETWEEN_REQUESTS {
-            self.out = Vec::with_capacity(512);
+            self.out = Vec::new();
         }
         if self.buf.capacity() > KEEP_BETWEEN_REQUESTS && self.buf.len() <= HEAD_READ {
             let kept = BytesMut::from(&self.buf[..]);
@@ -122,8 +122,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
         }
     }
 
-    /// Reads more bytes into the buffer (a request head, or anything while watching the
-    /// client); `Ok(0)` at end of stream.
+    /// Gives the read buffer's memory back if it holds no bytes: call it before a guest call
+    /// that may wait (a long poll), so that a parked request holds no read buffer. The next
+    /// read allocates one again.
+    pub(super) fn release_read_buffer(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+    }
+
+    /// Reads more bytes into the buffer (a request head); `Ok(0)` at end of stream.
     pub(super) async fn read_more(&mut self) -> io::Result<usize> {
         self.read_with_room(HEAD_READ).await
     }
@@ -156,7 +164,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     /// buffer); stop watching then, the client is still there. Works on any stream: it reads,
     /// it does not peek.
     pub(super) async fn client_closed(&mut self) -> bool {
-        matches!(self.read_more().await, Ok(0) | Err(_))
+        matches!(self.read_with_room(WATCH_READ).await, Ok(0) | Err(_))
     }
 
     /// Writes the encoded head in [`out`](Self::out) followed by `body`, in one write when the
@@ -363,5 +371,27 @@ mod tests {
         let before = io.out.as_ptr();
         io.shrink();
         assert_eq!(io.out.as_ptr(), before);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_request_holds_no_buffers() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut io = Io::new(a, pace(), pace());
+        assert_eq!(io.out.capacity(), 0, "no response yet, no head buffer");
+        b.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        io.read_more().await.unwrap();
+        io.release_read_buffer();
+        assert!(io.buf.capacity() > 0, "unread bytes are kept");
+        io.buf.clear();
+        io.release_read_buffer();
+        assert_eq!(io.buf.capacity(), 0);
+        // Watching for the client leaving takes only a small buffer; the next head, a full one.
+        b.write_all(b"G").await.unwrap();
+        assert!(!io.client_closed().await);
+        assert!(io.buf.capacity() < HEAD_READ, "{}", io.buf.capacity());
+        b.write_all(b"ET / HTTP/1.1\r\n").await.unwrap();
+        io.read_more().await.unwrap();
+        assert_eq!(&io.buf[..], b"GET / HTTP/1.1\r\n");
+        assert!(io.buf.capacity() >= HEAD_READ);
     }
 }

@@ -69,9 +69,11 @@ impl Drop for Polling<'_> {
     }
 }
 
-/// Runs `call`, adding the time spent inside each of its polls to `clock`.
-pub(crate) async fn timed<F: Future>(clock: &CpuClock, call: F) -> F::Output {
-    let mut call = std::pin::pin!(call);
+/// Runs the future `call` makes, adding the time spent inside each of its polls to `clock`.
+/// It takes the maker, not the future: an `async fn` keeps a future argument beside the
+/// pinned copy it polls, and every parked request's task would hold the call twice.
+pub(crate) async fn timed<F: Future>(clock: &CpuClock, call: impl FnOnce() -> F) -> F::Output {
+    let mut call = std::pin::pin!(call());
     std::future::poll_fn(|cx| {
         let _polling = clock.enter();
         call.as_mut().poll(cx)
@@ -95,7 +97,7 @@ mod tests {
     #[tokio::test]
     async fn time_inside_polls_counts_and_time_waiting_does_not() {
         let clock = CpuClock::new();
-        timed(&clock, async {
+        timed(&clock, || async {
             spin(Duration::from_millis(30)); // one poll that runs long, like a slow host call
             tokio::time::sleep(Duration::from_millis(200)).await; // waiting: not counted
             spin(Duration::from_millis(30));
@@ -109,7 +111,7 @@ mod tests {
     #[tokio::test]
     async fn the_callback_sees_the_poll_it_runs_in() {
         let clock = CpuClock::new();
-        let seen = timed(&clock, async {
+        let seen = timed(&clock, || async {
             spin(Duration::from_millis(20));
             clock.charge(TICK)
         })
@@ -120,7 +122,7 @@ mod tests {
     #[tokio::test]
     async fn restart_forgets_what_was_run() {
         let clock = CpuClock::new();
-        let seen = timed(&clock, async {
+        let seen = timed(&clock, || async {
             spin(Duration::from_millis(20));
             clock.restart();
             clock.charge(TICK)

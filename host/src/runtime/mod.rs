@@ -440,9 +440,16 @@ impl Runtime {
             },
         };
         let mut store = self.new_store(route);
+        // Boxed: wasmtime's instantiation future is larger than anything else an exchange
+        // awaits before its response streams, and inline it would size every connection's
+        // task, which each parked request holds for as long as it waits.
         let instantiated = match &handler.world {
-            WorldPre::Hooks(pre) => pre.instantiate_async(&mut store).await.map(InstanceWorld::Hooks),
-            WorldPre::Proxy(pre) => pre.instantiate_async(&mut store).await.map(InstanceWorld::Proxy),
+            WorldPre::Hooks(pre) => {
+                Box::pin(pre.instantiate_async(&mut store)).await.map(InstanceWorld::Hooks)
+            }
+            WorldPre::Proxy(pre) => {
+                Box::pin(pre.instantiate_async(&mut store)).await.map(InstanceWorld::Proxy)
+            }
         };
         let world = instantiated.map_err(|e| GuestError::Instantiate(format!("{e:#}")))?;
         Ok(Instance {
@@ -604,36 +611,51 @@ impl Instance {
     /// Calls `before(request)`.
     pub async fn before(&mut self, request: &Request, deadline: Instant) -> Result<Flow, GuestError> {
         self.reset_budget(deadline);
-        let call = cpu::timed(&self.cpu, hooks(&self.world)?.call_before(&mut self.store, request));
-        finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
+        let hooks = hooks(&self.world)?;
+        let store = &mut self.store;
+        let call = move || hooks.call_before(store, request);
+        let outcome = tokio::time::timeout_at(deadline.into(), cpu::timed(&self.cpu, call)).await;
+        finish(outcome, &self.store, self.cpu_timeout)
     }
 
     /// Calls `stream(chunk)`.
     pub async fn stream(&mut self, chunk: &[u8], deadline: Instant) -> Result<Flow, GuestError> {
         self.reset_budget(deadline);
-        let call = cpu::timed(&self.cpu, hooks(&self.world)?.call_stream(&mut self.store, chunk));
-        finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
+        let hooks = hooks(&self.world)?;
+        let store = &mut self.store;
+        let call = move || hooks.call_stream(store, chunk);
+        let outcome = tokio::time::timeout_at(deadline.into(), cpu::timed(&self.cpu, call)).await;
+        finish(outcome, &self.store, self.cpu_timeout)
     }
 
     /// Calls `after()`.
     pub async fn after(&mut self, deadline: Instant) -> Result<Response, GuestError> {
         self.reset_budget(deadline);
-        let call = cpu::timed(&self.cpu, hooks(&self.world)?.call_after(&mut self.store));
-        finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
+        let hooks = hooks(&self.world)?;
+        let store = &mut self.store;
+        let call = move || hooks.call_after(store);
+        let outcome = tokio::time::timeout_at(deadline.into(), cpu::timed(&self.cpu, call)).await;
+        finish(outcome, &self.store, self.cpu_timeout)
     }
 
     /// Calls `next-chunk()`.
     pub async fn next_chunk(&mut self, deadline: Instant) -> Result<Option<Vec<u8>>, GuestError> {
         self.reset_budget(deadline);
-        let call = cpu::timed(&self.cpu, hooks(&self.world)?.call_next_chunk(&mut self.store));
-        finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
+        let hooks = hooks(&self.world)?;
+        let store = &mut self.store;
+        let call = move || hooks.call_next_chunk(store);
+        let outcome = tokio::time::timeout_at(deadline.into(), cpu::timed(&self.cpu, call)).await;
+        finish(outcome, &self.store, self.cpu_timeout)
     }
 
     /// Calls `next-event()`.
     pub async fn next_event(&mut self, deadline: Instant) -> Result<Option<Event>, GuestError> {
         self.reset_budget(deadline);
-        let call = cpu::timed(&self.cpu, hooks(&self.world)?.call_next_event(&mut self.store));
-        finish(tokio::time::timeout_at(deadline.into(), call).await, &self.store, self.cpu_timeout)
+        let hooks = hooks(&self.world)?;
+        let store = &mut self.store;
+        let call = move || hooks.call_next_event(store);
+        let outcome = tokio::time::timeout_at(deadline.into(), cpu::timed(&self.cpu, call)).await;
+        finish(outcome, &self.store, self.cpu_timeout)
     }
 
     fn reset_budget(&mut self, deadline: Instant) {

@@ -206,7 +206,7 @@ impl Instance {
         let clock = &self.cpu;
         let store = &mut self.store;
         let call = Box::pin(async move {
-            let handle = proxy.wasi_http_incoming_handler().call_handle(&mut *store, req, out);
+            let handle = || proxy.wasi_http_incoming_handler().call_handle(&mut *store, req, out);
             let result = cpu::timed(clock, handle).await;
             finish(Ok(result), store, cpu_timeout)
         });
