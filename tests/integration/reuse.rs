@@ -103,6 +103,27 @@ fn idle_instances_give_way_to_requests_for_other_routes() {
 }
 
 #[test]
+fn a_burst_on_one_route_does_not_keep_another_from_reusing_its_instances() {
+    // 80 sleeping requests at once leave 80 instances to go idle: more than the 64 kept.
+    let t = Tree::new(&[("n/GET.wasm", a::COUNTER), ("slow/{secs}/{msg}/GET.wasm", a::EXAMPLE_HANG)]);
+    let s = Server::start(t.path(), &["--instance-reuse", "1000"]);
+    let burst: Vec<_> = (0..80)
+        .map(|_| {
+            let url = s.url("/slow/0.5/x");
+            std::thread::spawn(move || client().get(&url).call().unwrap().status().as_u16())
+        })
+        .collect();
+    for request in burst {
+        assert_eq!(request.join().unwrap(), 200);
+    }
+    // The idle set is full of the burst's instances; another route's instance still gets in
+    // (the oldest idle one makes room), so its next request is served by the same instance.
+    let mut c = keep_alive(&s);
+    assert_eq!(get_on(&mut c, "/n"), (200, "1 1".into()));
+    assert_eq!(get_on(&mut c, "/n"), (200, "2 2".into()), "the instance was not kept");
+}
+
+#[test]
 fn reused_instances_start_each_stream_afresh() {
     let s = Server::start(Path::new(a::EXAMPLE_ROUTES), &["--instance-reuse", "50"]);
     let mut c = s.connect();

@@ -470,9 +470,9 @@ impl Runtime {
     pub fn recycle(&self, mut instance: Instance) {
         instance.served += 1;
         if instance.served < self.limits.instance_reuse
-            && let Some(full) = self.idle.put(instance.version, instance, reuse::MAX_IDLE)
+            && let Some(evicted) = self.idle.put(instance.version, instance, reuse::MAX_IDLE)
         {
-            drop(full);
+            drop(evicted);
         }
     }
 

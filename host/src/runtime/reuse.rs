@@ -9,7 +9,8 @@
 //!   which age out.
 //! - An idle instance keeps its permit of the instance budget (it holds a pool slot); when the
 //!   budget runs out, idle instances are dropped (oldest first) before anyone gets 503.
-//! - At most [`MAX_IDLE`] wait at once, each at most [`IDLE_TIMEOUT`].
+//! - At most [`MAX_IDLE`] wait at once (past it the one idle for longest is dropped), each at
+//!   most [`IDLE_TIMEOUT`].
 //!
 //! [`Runtime::recycle`]: super::Runtime::recycle
 
@@ -54,14 +55,19 @@ impl IdleSet {
         self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
     }
 
-    /// Keeps `instance` for the next request to `version`; gives it back when the set is full.
+    /// Keeps `instance` for the next request to `version`. When `cap` instances wait already,
+    /// the one idle for longest makes room and is returned, for the caller to drop outside the
+    /// lock: a burst on one route that filled the set must not keep every other route from
+    /// reusing its instances until the burst's age out.
     pub(super) fn put(&self, version: u64, instance: Instance, cap: usize) -> Option<Instance> {
-        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if idle.len() >= cap {
+        if cap == 0 {
             return Some(instance);
         }
+        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // `since` grows along the vector (see `evict_oldest`): the front is the oldest.
+        let evicted = (idle.len() >= cap).then(|| idle.remove(0).instance);
         idle.push(Idle { version, since: Instant::now(), instance });
-        None
+        evicted
     }
 
     /// Removes the instance idle for longest (to free its permit), if any.
