@@ -565,6 +565,13 @@ fn the_key_value_contract_holds_on_the_embedded_store() {
     kv_contract(s.addr);
 }
 
+#[test]
+fn the_key_value_contract_holds_in_memory() {
+    let routes = state_routes();
+    let s = Server::start(routes.path(), &["--state", "memory"]);
+    kv_contract(s.addr);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Redis: two hosts, one server
 

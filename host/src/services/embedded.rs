@@ -1,5 +1,4 @@
-//! The embedded backend: a redb database, in a file (`--state DIR`, the default; durable) or in
-//! memory (`--state memory`).
+//! The embedded backend: a redb database in a file (`--state DIR`, the default; durable).
 //!
 //! Writes go through one writer thread that applies every queued operation in one write
 //! transaction and commits once (group commit): a commit is an fsync, so batching is what lets
@@ -37,15 +36,9 @@ const LAST_ID: TableDefinition<&str, u64> = TableDefinition::new("topic_last_id"
 /// its first operation while still amortising the commit's fsync over many writers.
 const MAX_BATCH: usize = 512;
 
-/// Where the database lives.
-enum Location {
-    File(PathBuf),
-    Memory,
-}
-
 /// The redb-backed store.
 pub struct Embedded {
-    location: Location,
+    path: PathBuf,
     limits: Limits,
     opened: OnceCell<Arc<Opened>>,
     watches: Arc<Watches>,
@@ -84,27 +77,15 @@ enum Done {
 impl Embedded {
     /// A store in the file `path`, created (with its directory) on first use.
     pub fn file(path: PathBuf, limits: Limits) -> Self {
-        Self::new(Location::File(path), limits)
-    }
-
-    /// A store in memory.
-    pub fn memory(limits: Limits) -> Self {
-        Self::new(Location::Memory, limits)
-    }
-
-    fn new(location: Location, limits: Limits) -> Self {
-        Self { location, limits, opened: OnceCell::new(), watches: Arc::default() }
+        Self { path, limits, opened: OnceCell::new(), watches: Arc::default() }
     }
 
     /// The open database, opening it on first use. A failed open is retried by the next call.
     async fn opened(&self) -> Result<&Arc<Opened>, StateError> {
         self.opened
             .get_or_try_init(|| async {
-                let path = match &self.location {
-                    Location::File(path) => Some(path.clone()),
-                    Location::Memory => None,
-                };
-                let db = tokio::task::spawn_blocking(move || open(path.as_ref()))
+                let path = self.path.clone();
+                let db = tokio::task::spawn_blocking(move || open(&path))
                     .await
                     .map_err(StateError::unavailable)??;
                 let db = Arc::new(db);
@@ -144,29 +125,18 @@ impl Embedded {
 }
 
 /// Opens (creating if needed) the database and its tables.
-fn open(path: Option<&PathBuf>) -> Result<Database, StateError> {
-    let db = match path {
-        Some(path) => {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    StateError::Unavailable(format!(
-                        "cannot create the state directory {}: {e}",
-                        dir.display()
-                    ))
-                })?;
-            }
-            Database::create(path).map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => StateError::Unavailable(format!(
-                    "the state file {} is in use by another process",
-                    path.display()
-                )),
-                e => StateError::Unavailable(format!("cannot open the state file {}: {e}", path.display())),
-            })?
+fn open(path: &PathBuf) -> Result<Database, StateError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StateError::Unavailable(format!("cannot create the state directory {}: {e}", dir.display()))
+        })?;
+    }
+    let db = Database::create(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => {
+            StateError::Unavailable(format!("the state file {} is in use by another process", path.display()))
         }
-        None => redb::Builder::new()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .map_err(StateError::unavailable)?,
-    };
+        e => StateError::Unavailable(format!("cannot open the state file {}: {e}", path.display())),
+    })?;
     let txn = db.begin_write().map_err(StateError::unavailable)?;
     txn.open_table(KV).map_err(StateError::unavailable)?;
     txn.open_table(LOG).map_err(StateError::unavailable)?;
@@ -502,111 +472,132 @@ mod tests {
     use super::*;
     use crate::services::{Backend, Services};
 
-    fn memory() -> Services {
-        Services::open(&Backend::Memory, Limits { retain_count: 3, ..Limits::default() }).unwrap()
+    /// Runs the block with `s` bound to each local backend in turn: this one (on a file in a
+    /// temporary directory) and the in-memory one, which must behave the same. `backend` names
+    /// the one running.
+    macro_rules! on_each_store {
+        (|$s:ident, $backend:ident| $body:block) => {{
+            let dir = tempfile::tempdir().unwrap();
+            let limits = Limits { retain_count: 3, ..Limits::default() };
+            let file = Services::open(&Backend::Dir(dir.path().to_path_buf()), limits).unwrap();
+            for ($backend, $s) in
+                [("embedded", file), ("memory", Services::open(&Backend::Memory, limits).unwrap())]
+            {
+                eprintln!("backend: {}", $backend);
+                $body
+            }
+        }};
     }
 
     #[tokio::test]
     async fn set_get_delete_round_trip() {
-        let s = memory();
-        assert_eq!(s.get("a").await.unwrap(), None);
-        s.set("a", b"1", None).await.unwrap();
-        assert_eq!(s.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
-        assert!(s.exists("a").await.unwrap());
-        assert!(s.delete("a").await.unwrap());
-        assert!(!s.delete("a").await.unwrap());
-        assert!(!s.exists("a").await.unwrap());
+        on_each_store!(|s, backend| {
+            assert_eq!(s.get("a").await.unwrap(), None);
+            s.set("a", b"1", None).await.unwrap();
+            assert_eq!(s.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
+            assert!(s.exists("a").await.unwrap());
+            assert!(s.delete("a").await.unwrap());
+            assert!(!s.delete("a").await.unwrap());
+            assert!(!s.exists("a").await.unwrap());
+        });
     }
 
     #[tokio::test]
     async fn expired_values_are_gone() {
-        let s = memory();
-        s.set("t", b"x", Some(Duration::from_millis(30))).await.unwrap();
-        assert!(s.exists("t").await.unwrap());
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        assert_eq!(s.get("t").await.unwrap(), None);
-        assert!(s.list("t", None, 0).await.unwrap().keys.is_empty());
+        on_each_store!(|s, backend| {
+            s.set("t", b"x", Some(Duration::from_millis(30))).await.unwrap();
+            assert!(s.exists("t").await.unwrap());
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            assert_eq!(s.get("t").await.unwrap(), None);
+            assert!(s.list("t", None, 0).await.unwrap().keys.is_empty());
+        });
     }
 
     #[tokio::test]
     async fn list_pages_through_a_prefix_in_order() {
-        let s = memory();
-        for key in ["b/3", "a/1", "b/1", "b/2", "c"] {
-            s.set(key, b"", None).await.unwrap();
-        }
-        let first = s.list("b/", None, 2).await.unwrap();
-        assert_eq!(first.keys, ["b/1", "b/2"]);
-        let second = s.list("b/", first.cursor.as_deref(), 2).await.unwrap();
-        assert_eq!(second.keys, ["b/3"]);
-        assert_eq!(second.cursor, None);
-        assert!(matches!(s.list("b/", Some("a/1"), 2).await, Err(StateError::BadArgument(_))));
+        on_each_store!(|s, backend| {
+            for key in ["b/3", "a/1", "b/1", "b/2", "c"] {
+                s.set(key, b"", None).await.unwrap();
+            }
+            let first = s.list("b/", None, 2).await.unwrap();
+            assert_eq!(first.keys, ["b/1", "b/2"]);
+            let second = s.list("b/", first.cursor.as_deref(), 2).await.unwrap();
+            assert_eq!(second.keys, ["b/3"]);
+            assert_eq!(second.cursor, None);
+            assert!(matches!(s.list("b/", Some("a/1"), 2).await, Err(StateError::BadArgument(_))));
+        });
     }
 
     #[tokio::test]
     async fn increment_counts_and_refuses_text() {
-        let s = memory();
-        assert_eq!(s.increment("n", 2).await.unwrap(), 2);
-        assert_eq!(s.increment("n", -5).await.unwrap(), -3);
-        assert_eq!(s.get("n").await.unwrap().as_deref(), Some(&b"-3"[..]));
-        s.set("text", b"hello", None).await.unwrap();
-        assert!(matches!(s.increment("text", 1).await, Err(StateError::NotAnInteger(_))));
-        s.set("big", i64::MAX.to_string().as_bytes(), None).await.unwrap();
-        assert!(matches!(s.increment("big", 1).await, Err(StateError::NotAnInteger(_))));
+        on_each_store!(|s, backend| {
+            assert_eq!(s.increment("n", 2).await.unwrap(), 2);
+            assert_eq!(s.increment("n", -5).await.unwrap(), -3);
+            assert_eq!(s.get("n").await.unwrap().as_deref(), Some(&b"-3"[..]));
+            s.set("text", b"hello", None).await.unwrap();
+            assert!(matches!(s.increment("text", 1).await, Err(StateError::NotAnInteger(_))));
+            s.set("big", i64::MAX.to_string().as_bytes(), None).await.unwrap();
+            assert!(matches!(s.increment("big", 1).await, Err(StateError::NotAnInteger(_))));
+        });
     }
 
     #[tokio::test]
     async fn compare_and_swap_checks_the_current_value() {
-        let s = memory();
-        assert!(s.compare_and_swap("k", None, b"1").await.unwrap());
-        assert!(!s.compare_and_swap("k", None, b"2").await.unwrap());
-        assert!(!s.compare_and_swap("k", Some(b"0"), b"2").await.unwrap());
-        assert!(s.compare_and_swap("k", Some(b"1"), b"2").await.unwrap());
-        assert_eq!(s.get("k").await.unwrap().as_deref(), Some(&b"2"[..]));
+        on_each_store!(|s, backend| {
+            assert!(s.compare_and_swap("k", None, b"1").await.unwrap());
+            assert!(!s.compare_and_swap("k", None, b"2").await.unwrap());
+            assert!(!s.compare_and_swap("k", Some(b"0"), b"2").await.unwrap());
+            assert!(s.compare_and_swap("k", Some(b"1"), b"2").await.unwrap());
+            assert_eq!(s.get("k").await.unwrap().as_deref(), Some(&b"2"[..]));
+        });
     }
 
     #[tokio::test]
     async fn bad_keys_and_values_are_refused() {
-        let s = memory();
-        assert!(matches!(s.get("").await, Err(StateError::BadKey(_))));
-        assert!(matches!(s.get("a\0b").await, Err(StateError::BadKey(_))));
-        assert!(matches!(s.get(&"k".repeat(MAX_KEY_LEN_PLUS)).await, Err(StateError::BadKey(_))));
-        let big = vec![0; crate::services::MAX_VALUE_SIZE + 1];
-        assert!(matches!(s.set("k", &big, None).await, Err(StateError::TooLarge(_))));
-        assert!(matches!(s.list("", None, 5_000).await, Err(StateError::BadArgument(_))));
+        on_each_store!(|s, backend| {
+            assert!(matches!(s.get("").await, Err(StateError::BadKey(_))));
+            assert!(matches!(s.get("a\0b").await, Err(StateError::BadKey(_))));
+            assert!(matches!(s.get(&"k".repeat(MAX_KEY_LEN_PLUS)).await, Err(StateError::BadKey(_))));
+            let big = vec![0; crate::services::MAX_VALUE_SIZE + 1];
+            assert!(matches!(s.set("k", &big, None).await, Err(StateError::TooLarge(_))));
+            assert!(matches!(s.list("", None, 5_000).await, Err(StateError::BadArgument(_))));
+        });
     }
 
     const MAX_KEY_LEN_PLUS: usize = crate::services::MAX_KEY_LEN + 1;
 
     #[tokio::test]
     async fn topics_replay_after_an_id_and_trim_to_the_retained_count() {
-        let s = memory();
-        for n in 1..=5u8 {
-            assert_eq!(s.publish("t", &[n]).await.unwrap(), u64::from(n));
-        }
-        let until = std::time::Instant::now();
-        let mut sub = s.subscribe("t", Some(0)).await.unwrap();
-        // Only the last three are retained.
-        let mut ids = Vec::new();
-        while let Some(m) = sub.next(until).await.unwrap() {
-            ids.push(m.id);
-        }
-        assert_eq!(ids, [3, 4, 5]);
-        let mut sub = s.subscribe("t", Some(4)).await.unwrap();
-        assert_eq!(sub.next(until).await.unwrap().map(|m| m.data), Some(vec![5]));
-        assert_eq!(sub.next(until).await.unwrap(), None);
+        on_each_store!(|s, backend| {
+            for n in 1..=5u8 {
+                assert_eq!(s.publish("t", &[n]).await.unwrap(), u64::from(n));
+            }
+            let until = std::time::Instant::now();
+            let mut sub = s.subscribe("t", Some(0)).await.unwrap();
+            // Only the last three are retained.
+            let mut ids = Vec::new();
+            while let Some(m) = sub.next(until).await.unwrap() {
+                ids.push(m.id);
+            }
+            assert_eq!(ids, [3, 4, 5]);
+            let mut sub = s.subscribe("t", Some(4)).await.unwrap();
+            assert_eq!(sub.next(until).await.unwrap().map(|m| m.data), Some(vec![5]));
+            assert_eq!(sub.next(until).await.unwrap(), None);
+        });
     }
 
     #[tokio::test]
     async fn a_waiter_is_woken_by_a_later_publish() {
-        let s = memory();
-        let mut sub = s.subscribe("t", None).await.unwrap();
-        let publisher = s.clone();
-        let waiter = tokio::spawn(async move {
-            sub.next(std::time::Instant::now() + Duration::from_secs(30)).await.unwrap()
+        on_each_store!(|s, backend| {
+            let mut sub = s.subscribe("t", None).await.unwrap();
+            let publisher = s.clone();
+            let waiter = tokio::spawn(async move {
+                sub.next(std::time::Instant::now() + Duration::from_secs(30)).await.unwrap()
+            });
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            publisher.publish("t", b"hi").await.unwrap();
+            assert_eq!(waiter.await.unwrap().map(|m| (m.id, m.data)), Some((1, b"hi".to_vec())));
         });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        publisher.publish("t", b"hi").await.unwrap();
-        assert_eq!(waiter.await.unwrap().map(|m| (m.id, m.data)), Some((1, b"hi".to_vec())));
     }
 
     #[tokio::test]

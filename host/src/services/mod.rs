@@ -1,12 +1,14 @@
 //! Host services behind the WIT imports: a shared key-value store ([`KeyValue`]) and topics
-//! with a retained log ([`Topics`]), with an embedded durable backend ([`embedded`], redb; also
-//! used in memory for `--state memory`) and a Redis backend ([`redis`]) for several hosts.
+//! with a retained log ([`Topics`]), with an embedded durable backend ([`embedded`], redb), an
+//! in-memory one for `--state memory` ([`memory`]) and a Redis backend ([`redis`]) for several
+//! hosts.
 //!
 //! [`Services`] is the handle the runtime holds: it validates every argument against the
 //! [`Limits`] once, for every backend, then calls the backend. Nothing here knows about HTTP or
 //! wasm; `runtime/services.rs` adapts it to the WIT imports.
 
 pub mod embedded;
+pub mod memory;
 pub mod redis;
 
 use std::fmt;
@@ -215,7 +217,7 @@ impl Services {
                 Ok(Self { kv: store.clone(), topics: store, limits })
             }
             Backend::Memory => {
-                let store = Arc::new(embedded::Embedded::memory(limits));
+                let store = Arc::new(memory::Memory::new(limits));
                 Ok(Self { kv: store.clone(), topics: store, limits })
             }
             Backend::Redis(url) => {
