@@ -20,7 +20,9 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase as _, ReadableTable, TableDefinition};
 use tokio::sync::{OnceCell, oneshot, watch};
 
-use super::{KeyPage, KeyValue, Limits, Message, StateError, Topics, add_counter, parse_counter};
+use super::{
+    KeyPage, KeyValue, Limits, Message, PageBuilder, StateError, Topics, add_counter, parse_counter,
+};
 
 /// The database file's name inside the state directory.
 pub const FILE_NAME: &str = "state.redb";
@@ -355,24 +357,18 @@ impl KeyValue for Embedded {
                 Some(c) => Bound::Excluded(c.as_str()),
                 None => Bound::Included(prefix.as_str()),
             };
-            let mut page = KeyPage::default();
+            let mut page = PageBuilder::new(limit);
             for entry in kv.range::<&str>((start, Bound::Unbounded))? {
                 let (key, stored) = entry?;
                 let key = key.value();
                 if !key.starts_with(prefix.as_str()) {
                     break;
                 }
-                if !live(split(stored.value()).0, now) {
-                    continue;
-                }
-                if page.keys.len() == limit as usize {
-                    // There is at least one more: the next page starts after the last one here.
-                    page.cursor = page.keys.last().cloned();
+                if live(split(stored.value()).0, now) && !page.offer(key) {
                     break;
                 }
-                page.keys.push(key.to_owned());
             }
-            Ok(page)
+            Ok(page.finish())
         })
         .await
     }
@@ -434,7 +430,7 @@ impl Topics for Embedded {
 
     async fn wait(&self, topic: &str, after: u64, until: tokio::time::Instant) -> Result<u64, StateError> {
         let opened = self.opened().await?;
-        let mut rx = {
+        let rx = {
             let mut watches = self.watches.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             match watches.get(topic) {
                 Some(tx) => tx.subscribe(),
@@ -454,16 +450,7 @@ impl Topics for Embedded {
                 }
             }
         };
-        loop {
-            let last = *rx.borrow_and_update();
-            if last > after {
-                return Ok(last);
-            }
-            match tokio::time::timeout_at(until, rx.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => return Ok(last),
-            }
-        }
+        Ok(super::wait_above(rx, after, until).await)
     }
 }
 

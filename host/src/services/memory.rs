@@ -18,7 +18,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use super::{KeyPage, KeyValue, Limits, Message, StateError, Topics, add_counter, parse_counter};
+use super::{
+    KeyPage, KeyValue, Limits, Message, PageBuilder, StateError, Topics, add_counter, parse_counter,
+};
 
 /// The in-memory store.
 pub struct Memory {
@@ -129,22 +131,16 @@ impl KeyValue for Memory {
             Some(c) => Bound::Excluded(c),
             None => Bound::Included(prefix),
         };
-        let mut page = KeyPage::default();
+        let mut page = PageBuilder::new(limit);
         for (key, entry) in state.kv.range::<str, _>((start, Bound::Unbounded)) {
             if !key.starts_with(prefix) {
                 break;
             }
-            if !entry.live(now) {
-                continue;
-            }
-            if page.keys.len() == limit as usize {
-                // There is at least one more: the next page starts after the last one here.
-                page.cursor = page.keys.last().cloned();
+            if entry.live(now) && !page.offer(key) {
                 break;
             }
-            page.keys.push(key.clone());
         }
-        Ok(page)
+        Ok(page.finish())
     }
 
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, StateError> {
@@ -216,7 +212,7 @@ impl Topics for Memory {
     }
 
     async fn wait(&self, topic: &str, after: u64, until: tokio::time::Instant) -> Result<u64, StateError> {
-        let mut rx = {
+        let rx = {
             let mut state = self.state();
             let last = state.topics.get(topic).map_or(0, |t| t.last_id);
             if last > after {
@@ -225,15 +221,6 @@ impl Topics for Memory {
             // Under the lock publishes take: no publish falls between the read and the watch.
             state.watches.entry(topic.to_owned()).or_insert_with(|| watch::channel(last).0).subscribe()
         };
-        loop {
-            let last = *rx.borrow_and_update();
-            if last > after {
-                return Ok(last);
-            }
-            match tokio::time::timeout_at(until, rx.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => return Ok(last),
-            }
-        }
+        Ok(super::wait_above(rx, after, until).await)
     }
 }

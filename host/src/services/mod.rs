@@ -455,6 +455,53 @@ impl Topics for Disabled {
     }
 }
 
+/// Waits on a topic's watch of last ids until it is above `after` or `until` passes; the last
+/// id seen then. The part of [`Topics::wait`] every backend shares, once it holds a receiver
+/// that cannot miss a publish.
+pub(crate) async fn wait_above(
+    mut rx: tokio::sync::watch::Receiver<u64>,
+    after: u64,
+    until: tokio::time::Instant,
+) -> u64 {
+    loop {
+        let last = *rx.borrow_and_update();
+        if last > after {
+            return last;
+        }
+        match tokio::time::timeout_at(until, rx.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return last,
+        }
+    }
+}
+
+/// A [`KeyPage`] being filled from keys in order (those of the prefix, live, after the cursor).
+pub(crate) struct PageBuilder {
+    limit: usize,
+    page: KeyPage,
+}
+
+impl PageBuilder {
+    pub(crate) fn new(limit: u32) -> Self {
+        Self { limit: limit as usize, page: KeyPage::default() }
+    }
+
+    /// Adds `key`; `false` when the page was full already: there is at least one more key, so
+    /// the next page starts after the last one here (the cursor), and the scan stops.
+    pub(crate) fn offer(&mut self, key: &str) -> bool {
+        if self.page.keys.len() == self.limit {
+            self.page.cursor = self.page.keys.last().cloned();
+            return false;
+        }
+        self.page.keys.push(key.to_owned());
+        true
+    }
+
+    pub(crate) fn finish(self) -> KeyPage {
+        self.page
+    }
+}
+
 /// Parses an integer stored as decimal text (what `increment` writes, as Redis's `INCRBY` does).
 pub(crate) fn parse_counter(value: &[u8]) -> Result<i64, StateError> {
     std::str::from_utf8(value).ok().and_then(|s| s.parse::<i64>().ok()).ok_or_else(|| {

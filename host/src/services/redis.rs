@@ -324,17 +324,8 @@ impl Topics for Redis {
     }
 
     async fn wait(&self, topic: &str, after: u64, until: tokio::time::Instant) -> Result<u64, StateError> {
-        let mut rx = self.listener.watch(topic);
-        loop {
-            let last = *rx.borrow_and_update();
-            if last > after {
-                return Ok(last);
-            }
-            match tokio::time::timeout_at(until, rx.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => return Ok(last),
-            }
-        }
+        let rx = self.listener.watch(topic);
+        Ok(super::wait_above(rx, after, until).await)
     }
 }
 
