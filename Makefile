@@ -96,8 +96,9 @@ bench-state: build
 # make bench-slow ARGS="--only slowloris --secs 30"; python3 bench/slow.py --help lists them.
 # bench-faults: GET /hello-world under wrk while one client (ARGS=--fault-clients N: more) requests
 # a handler failing in each way (loop, trap, panic, memory growth, one huge allocation, recursion)
-# in each hook and pull, a row per case: req/s, ratio to hello world alone, whether every failing
-# request got what the host promises, peak RSS. Figures only; python3 bench/faults.py --help.
+# in each hook and pull, at most 50 times a second (ARGS=--fault-rate 0: as fast as it can), a row
+# per case: req/s alone and with it, their ratio, whether every failing request got what the host
+# promises, peak RSS. Figures only; python3 bench/faults.py --help.
 .PHONY: bench-faults
 bench-faults: build test-guests
 	sh scripts/ensure-tools.sh wrk
