@@ -179,7 +179,7 @@ def http_last_id(addr):
 
 
 def main():
-    only = os.environ.get("BENCH_STATE_ONLY")  # e.g. "redis-polls" to run one part
+    only = os.environ.get("BENCH_STATE_ONLY")  # "polls" (both backends) or "redis-polls" to run a part
     host_bin, routes = sys.argv[1], sys.argv[2]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
@@ -207,8 +207,9 @@ def main():
             procs.append(sleeper)
             park_baseline(addr_s, sleeper.pid)
             sleeper.kill()
+        if only in (None, "polls"):
             park_and_wake("embedded", addr_e, embedded.pid)
-        if only in (None, "redis-polls"):
+        if only in (None, "polls", "redis-polls"):
             park_and_wake("redis", addr_r, redis_host.pid)
     finally:
         for p in procs:

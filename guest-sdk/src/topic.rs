@@ -3,10 +3,21 @@
 //! previous message of its topic; the host retains the latest messages (1000, for at most a
 //! day) so that a subscriber can start after the last id it saw and miss nothing.
 //!
-//! Waiting for a message suspends only this request; thousands can wait at once. A wait ends
-//! with its own timeout or shortly before the request's deadline, whichever comes first.
+//! A request can wait for a message in two ways:
 //!
-//! A long poll that answers the messages newer than `after`, or waits for the next one:
+//! - [`Subscription::next_timeout`] waits inside the handler: only this request's instance
+//!   suspends, never a host thread, but the instance (its memory, ≈50 KiB) is held all along.
+//!   Right for a stream that sends message after message.
+//! - [`Subscription::park`] answers later: the handler returns, the host waits without any
+//!   instance (a few KiB per request) and runs the handler again, on the same request, when a
+//!   message comes, or sends the response it parked with at the timeout. Right for a long poll
+//!   that answers once; 10,000 of them fit in the memory of 1,000 waiting instances.
+//!
+//! Either wait ends with its own timeout or shortly before the request's deadline, whichever
+//! comes first.
+//!
+//! A long poll that answers the messages newer than `after` at once, or else parks until the
+//! next one comes (and answers 204 if none comes within 25 s):
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -16,10 +27,13 @@
 //! fn wait(req: Request) -> Result<Response, HttpError> {
 //!     let after = req.query("after").map(|a| a.parse::<u64>()).transpose()?;
 //!     let mut messages = topic::subscribe("jobs", after)?;
-//!     match messages.next_timeout(Duration::from_secs(25))? {
-//!         Some(message) => Ok(Response::text(message.text())),
-//!         None => Ok(Response::new(204)),
+//!     let ready = messages.ready(100)?;
+//!     if ready.is_empty() {
+//!         // Runs `wait` again once a message comes: then `ready` has it.
+//!         return Ok(messages.park(Duration::from_secs(25), Response::new(204)));
 //!     }
+//!     let texts: Vec<String> = ready.iter().map(|m| m.text()).collect();
+//!     Ok(Response::text(texts.join("\n")))
 //! }
 //! # export!(wait);
 //! ```
@@ -47,6 +61,7 @@ use crate::bindings::wasm_host::http::topics as wit;
 use crate::event::Event;
 use crate::kv::StateError;
 use crate::request::Request;
+use crate::response::{IntoResponse, Response};
 
 /// A message of a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,6 +233,59 @@ impl Subscription {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
+    }
+
+    /// The messages already there, up to `max`, oldest first, without waiting for any.
+    ///
+    /// ```no_run
+    /// # fn f() -> Result<(), wasm_host_sdk::kv::StateError> {
+    /// let mut news = wasm_host_sdk::topic::subscribe("news", Some(0))?;
+    /// let first_ten = news.ready(10)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn ready(&mut self, max: usize) -> Result<Vec<Message>, StateError> {
+        let mut ready = Vec::new();
+        while ready.len() < max {
+            match self.fetch(Some(0))? {
+                Some(message) => ready.push(message),
+                None => break,
+            }
+        }
+        Ok(ready)
+    }
+
+    /// Parks the request until this topic has a message after this subscription's
+    /// [`position`](Self::position), and returns `otherwise` for the handler to return.
+    ///
+    /// The host then drops this instance and waits without one. When a message comes, it runs
+    /// the handler again, from the start, on the same request, in a fresh instance; there a
+    /// subscription to this topic starts at this position (or later, if it asks for later), so
+    /// the handler finds the message (with [`ready`](Self::ready), say) and answers. If
+    /// `timeout` passes first, or the request's deadline comes near, or the host shuts down,
+    /// the client gets `otherwise`. A handler run again may park again; its wait never ends
+    /// later than this one's would.
+    ///
+    /// Only for a request without a body, with an `otherwise` of a whole body
+    /// (not [`Response::chunked`] or [`Response::events`]): anything else is a 500. Whatever
+    /// the handler did before parking it does again in the next run: park before writing
+    /// anything.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use wasm_host_sdk::prelude::*;
+    ///
+    /// fn next_job(req: Request) -> Result<Response, HttpError> {
+    ///     let mut jobs = wasm_host_sdk::topic::subscribe("jobs", None)?;
+    ///     match jobs.ready(1)?.pop() {
+    ///         Some(job) => Ok(Response::text(job.text())),
+    ///         None => Ok(jobs.park(Duration::from_secs(25), Response::new(204))),
+    ///     }
+    /// }
+    /// # export!(next_job);
+    /// ```
+    pub fn park(self, timeout: Duration, otherwise: impl IntoResponse) -> Response {
+        self.inner.park(Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)));
+        otherwise.into_response()
     }
 
     /// The id of the last message handed out, or the starting point before the first.

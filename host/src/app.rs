@@ -61,6 +61,9 @@ pub struct App {
     pub static_dir: Option<Arc<StaticDir>>,
     /// What the host counts (requests, bytes, connections, reloads), for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Taken by a woken parked request while it runs again: at most
+    /// [`PARKED_RERUNS`](crate::config::PARKED_RERUNS) at a time.
+    pub reruns: tokio::sync::Semaphore,
 }
 
 impl App {
@@ -77,6 +80,7 @@ impl App {
             build_failures,
             static_dir: None,
             metrics,
+            reruns: tokio::sync::Semaphore::new(crate::config::PARKED_RERUNS),
         }
     }
 }

@@ -148,6 +148,9 @@ pub struct Metrics {
     /// Handler failures by [`FailureReason`] (index in `FailureReason::ALL`): a failing
     /// request is already the slow path, one shared counter each is enough.
     failures: [AtomicU64; FailureReason::ALL.len()],
+    /// Requests parked now (`subscription.park`): waiting without an instance. Only parking
+    /// requests touch it, and they are about to wait.
+    parked: AtomicU64,
 }
 
 /// One route label's counters: a stripe per worker thread, and the statuses no stripe had a
@@ -292,6 +295,7 @@ impl Metrics {
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
             failures: Default::default(),
+            parked: AtomicU64::new(0),
         }
     }
 
@@ -357,6 +361,12 @@ impl Metrics {
         ConnectionGuard { metrics: self.clone() }
     }
 
+    /// Counts a parked request, parked until the guard is dropped.
+    pub fn parked(self: &Arc<Self>) -> ParkedGuard {
+        self.parked.fetch_add(1, Relaxed);
+        ParkedGuard { metrics: self.clone() }
+    }
+
     /// Appends every counter of this registry to `out`.
     pub fn render(&self, out: &mut Exposition) {
         let routes: BTreeMap<Arc<str>, Arc<RouteMetrics>> =
@@ -411,7 +421,7 @@ impl Metrics {
         // Closes first: a connection counted as closed was opened before, so open never dips below 0.
         let closed = sum(|s| &s.closed);
         let opened = sum(|s| &s.opened);
-        let counters: [(&str, Kind, &str, u64); 6] = [
+        let counters: [(&str, Kind, &str, u64); 7] = [
             (
                 "wasm_host_received_bytes_total",
                 Kind::Counter,
@@ -435,6 +445,12 @@ impl Metrics {
                 Kind::Gauge,
                 "Connections open on the public listener.",
                 opened.saturating_sub(closed),
+            ),
+            (
+                "wasm_host_parked_requests",
+                Kind::Gauge,
+                "Requests parked on a topic (subscription.park): waiting for a message without an instance.",
+                self.parked.load(Relaxed),
             ),
             (
                 "wasm_host_reloads_total",
@@ -463,6 +479,17 @@ impl Metrics {
 
 fn status_label(status: u16) -> String {
     if status == NO_STATUS { "-".to_owned() } else { status.to_string() }
+}
+
+/// A parked request, counted until dropped.
+pub struct ParkedGuard {
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for ParkedGuard {
+    fn drop(&mut self) {
+        self.metrics.parked.fetch_sub(1, Relaxed);
+    }
 }
 
 /// An accepted connection, counted as open until dropped. [`meter`](Self::meter) wraps the

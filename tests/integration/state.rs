@@ -239,18 +239,28 @@ fn concurrent_compare_and_swap_has_exactly_one_winner() {
 // ---------------------------------------------------------------------------------------------
 // Long polls
 
-/// Waits until the host holds at least `n` live instances, seen in the access line of a cheap
-/// request (`live=` counts instances alive after it).
+/// Waits until at least `n` requests wait for a message: those waiting in a live instance
+/// (the `live=` of a cheap request's access line counts instances alive after it) plus, on a
+/// host with an admin listener, the parked ones (`wasm_host_parked_requests`).
 fn wait_for_parked(s: &Server, n: usize) {
-    let parked = eventually(Duration::from_secs(20), || {
-        let _ = call(s, "GET", "/hello-world", b"");
-        let log = s.log();
-        let last = log.lines().rev().find(|l| l.contains("path=/hello-world"));
-        last.and_then(|l| l.split(" live=").nth(1))
-            .and_then(|v| v.split_whitespace().next()?.parse::<usize>().ok())
-            .is_some_and(|live| live >= n)
-    });
-    assert!(parked, "the long poll never parked; log:\n{}", s.log());
+    let parked = eventually(Duration::from_secs(20), || waiting(s) >= n);
+    assert!(parked, "the long poll never parked ({} waiting); log:\n{}", waiting(s), s.log());
+}
+
+/// Requests waiting now: the instances alive after a hello-world request (its own is gone by
+/// its access line) plus parked requests, if the host has an admin listener.
+fn waiting(s: &Server) -> usize {
+    live(s) + s.admin.map_or(0, |_| parked(s))
+}
+
+/// `wasm_host_parked_requests` from the host's admin listener.
+fn parked(s: &Server) -> usize {
+    let (_, metrics) = s.admin_get("/metrics");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("wasm_host_parked_requests "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no wasm_host_parked_requests in /metrics:\n{metrics}"))
 }
 
 /// How long a parked poll's client waits for its answer. The polls wait up to 25 s for a
@@ -279,7 +289,7 @@ fn spawn_poll(addr: SocketAddr, path: String) -> std::thread::JoinHandle<((u16, 
 #[test]
 fn a_parked_long_poll_is_woken_by_a_post() {
     let routes = state_routes();
-    let s = Server::start(routes.path(), &["--state", "memory"]);
+    let s = Server::start_with_admin(routes.path(), &["--state", "memory"]);
     let poll = spawn_poll(s.addr, "/messages/wait?after=0&timeout=25".into());
     wait_for_parked(&s, 1);
     let (status, body) = call(&s, "POST", "/messages", br#"{"text": "wake up"}"#);
@@ -335,7 +345,7 @@ fn a_long_poll_longer_than_the_request_deadline_ends_with_204_not_504() {
 #[test]
 fn many_parked_polls_are_all_woken_by_one_post() {
     let routes = state_routes();
-    let s = Server::start(routes.path(), &["--state", "memory"]);
+    let s = Server::start_with_admin(routes.path(), &["--state", "memory"]);
     let polls: Vec<_> =
         (0..200).map(|_| spawn_poll(s.addr, "/messages/wait?after=0&timeout=25".into())).collect();
     wait_for_parked(&s, 200);
@@ -347,6 +357,149 @@ fn many_parked_polls_are_all_woken_by_one_post() {
             (200, json!([{"id": 1, "body": "all"}]))
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parked requests (`subscription.park`), through the probe's `park` operation
+
+/// How often the probe's `park` operation ran for `topic` (its key `runs:TOPIC`).
+fn runs(s: &Server, topic: &str) -> u64 {
+    let (status, body) = call(s, "GET", &format!("/kv/get?key=runs:{topic}"), b"");
+    if status == 404 { 0 } else { body.parse().unwrap_or_else(|_| panic!("runs:{topic} = {body:?}")) }
+}
+
+/// `live=` of a fresh hello-world request's access line: the instances alive after it (its
+/// own is gone by then). Waits for that line: the log is written by a thread of its own.
+fn live(s: &Server) -> usize {
+    let hello_lines = |log: &str| log.lines().filter(|l| l.contains(" path=/hello-world ")).count();
+    let before = hello_lines(&s.log());
+    let _ = call(s, "GET", "/hello-world", b"");
+    let mut live = None;
+    let logged = eventually(Duration::from_secs(10), || {
+        let log = s.log();
+        if hello_lines(&log) <= before {
+            return false;
+        }
+        let line = log.lines().rev().find(|l| l.contains(" path=/hello-world ")).unwrap_or_default();
+        live = line.split(" live=").nth(1).and_then(|v| v.split_whitespace().next()?.parse().ok());
+        true
+    });
+    assert!(logged, "no access line for /hello-world; log:\n{}", s.log());
+    live.expect("live= in the access line")
+}
+
+#[test]
+fn a_parked_request_holds_no_instance_and_runs_again_in_a_fresh_one_when_woken() {
+    let routes = state_routes();
+    let s = Server::start_with_admin(routes.path(), &["--state", "memory"]);
+    let poll = spawn_poll(s.addr, "/kv/park?topic=p&timeout_ms=25000".into());
+    assert!(eventually(Duration::from_secs(20), || parked(&s) == 1), "never parked: {}", s.log());
+    assert_eq!(live(&s), 0, "a parked request holds no instance");
+    assert_eq!(runs(&s, "p"), 1);
+    assert_eq!(call(&s, "POST", "/kv/publish?topic=p", b"go"), (200, "1".into()));
+    let ((status, body), _) = poll.join().unwrap();
+    assert_eq!((status, body.as_str()), (200, r#"{"data":"go","id":1}"#));
+    assert_eq!(runs(&s, "p"), 2, "woken, the handler ran once more");
+    assert_eq!(parked(&s), 0);
+}
+
+#[test]
+fn a_parked_request_woken_by_a_message_it_skips_parks_again_without_spinning() {
+    let routes = state_routes();
+    let s = Server::start_with_admin(routes.path(), &["--state", "memory"]);
+    let poll = spawn_poll(s.addr, "/kv/park?topic=q&until=mine&timeout_ms=25000".into());
+    assert!(eventually(Duration::from_secs(20), || parked(&s) == 1));
+    call(&s, "POST", "/kv/publish?topic=q", b"other");
+    // The run after the wake-up skips "other" and parks again, after it.
+    assert!(eventually(Duration::from_secs(20), || runs(&s, "q") == 2), "runs: {}", runs(&s, "q"));
+    assert!(eventually(Duration::from_secs(20), || parked(&s) == 1));
+    for _ in 0..20 {
+        let _ = call(&s, "GET", "/hello-world", b"");
+    }
+    assert_eq!(runs(&s, "q"), 2, "parked again, it is not run again until the next message");
+    call(&s, "POST", "/kv/publish?topic=q", b"mine");
+    let ((status, body), _) = poll.join().unwrap();
+    assert_eq!((status, body.as_str()), (200, r#"{"data":"mine","id":2}"#));
+    assert_eq!(runs(&s, "q"), 3);
+}
+
+#[test]
+fn a_parked_request_gets_the_response_it_parked_with_at_its_timeout() {
+    let routes = state_routes();
+    let s = Server::start_with_admin(routes.path(), &["--state", "memory"]);
+    let started = Instant::now();
+    assert_eq!(call(&s, "GET", "/kv/park?topic=t&timeout_ms=300", b""), (204, String::new()));
+    assert!(started.elapsed() >= Duration::from_millis(300), "answered before its timeout");
+    assert_eq!(runs(&s, "t"), 1, "a timeout does not run the handler again");
+    assert_eq!(parked(&s), 0);
+}
+
+#[test]
+fn only_a_request_without_a_body_and_with_a_whole_body_answer_can_be_parked() {
+    let routes = state_routes();
+    let s = Server::start_with_admin(routes.path(), &["--state", "memory"]);
+    let (status, body) = call(&s, "POST", "/kv/park?topic=b&timeout_ms=5000", b"a body");
+    assert_eq!((status, body.as_str()), (500, "internal server error\n"));
+    assert!(
+        s.wait_for_log("only a request without a body can be parked", Duration::from_secs(5)),
+        "{}",
+        s.log()
+    );
+    let (status, _) = call(&s, "GET", "/kv/park?topic=b&stream&timeout_ms=5000", b"");
+    assert_eq!(status, 500);
+    assert!(
+        s.wait_for_log("a parked request's response must have a whole", Duration::from_secs(5)),
+        "{}",
+        s.log()
+    );
+    assert_eq!(parked(&s), 0);
+}
+
+#[test]
+fn a_parked_request_whose_client_leaves_is_let_go() {
+    let routes = state_routes();
+    let s = Server::start_with_admin(routes.path(), &["--state", "memory"]);
+    let mut c = s.connect();
+    c.write_all(b"GET /kv/park?topic=gone&timeout_ms=60000 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(eventually(Duration::from_secs(20), || parked(&s) == 1));
+    drop(c);
+    assert!(eventually(Duration::from_secs(20), || parked(&s) == 0), "still parked after the client left");
+}
+
+#[test]
+fn a_request_pipelined_behind_a_parked_one_is_answered_after_it() {
+    let routes = state_routes();
+    let s = Server::start_with_admin(routes.path(), &["--state", "memory"]);
+    let mut c = s.connect();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    c.write_all(
+        b"GET /kv/park?topic=pipe&timeout_ms=60000 HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /hello-world HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .unwrap();
+    assert!(eventually(Duration::from_secs(20), || parked(&s) == 1));
+    call(&s, "POST", "/kv/publish?topic=pipe", b"first");
+    let mut reader = BufReader::new(c);
+    let first = crate::support::read_response(&mut reader, false).expect("the parked request's answer");
+    assert_eq!((first.status, first.text().as_str()), (200, r#"{"data":"first","id":1}"#));
+    let second = crate::support::read_response(&mut reader, false).expect("the pipelined request's answer");
+    assert_eq!((second.status, second.text().as_str()), (200, "Hello world!"));
+}
+
+#[test]
+fn a_parked_request_is_answered_with_its_timeout_response_when_the_host_shuts_down() {
+    let routes = state_routes();
+    let s = Server::start_with_admin(routes.path(), &["--state", "memory"]);
+    let mut c = s.connect();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    c.write_all(b"GET /kv/park?topic=stop&timeout_ms=60000 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(eventually(Duration::from_secs(20), || parked(&s) == 1));
+    let started = Instant::now();
+    let status = s.terminate();
+    assert!(status.success(), "{status:?}");
+    let r = crate::support::read_response(&mut BufReader::new(c), false).expect("an answer before exit");
+    assert_eq!((r.status, r.header("connection")), (204, Some("close")));
+    println!("parked request answered and host exited {:?} after SIGTERM", started.elapsed());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -648,7 +801,7 @@ fn two_hosts_share_state_and_wake_ups_through_one_redis() {
     let routes = state_routes();
     let url = redis.url();
     let one = Server::start(routes.path(), &["--state", &url]);
-    let two = Server::start(routes.path(), &["--state", &url]);
+    let two = Server::start_with_admin(routes.path(), &["--state", &url]);
 
     assert_eq!(call(&one, "PUT", "/store/shared", b"from host one").0, 204);
     assert_eq!(call(&two, "GET", "/store/shared", b""), (200, "from host one".into()));

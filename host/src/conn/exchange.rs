@@ -19,7 +19,10 @@ use crate::http::{
     SSE_HEADERS, encode_head, plan_response,
 };
 use crate::routes::Lookup;
-use crate::runtime::{Body, Flow, GuestError, Header, Instance, Request, Response, World};
+use crate::runtime::{
+    Body, DEADLINE_MARGIN, Flow, GuestError, Handler, Header, Instance, Park, Request, Response, Resume,
+    World,
+};
 
 /// The request body, as far as the exchange has dealt with it.
 pub(super) struct RequestBody {
@@ -191,7 +194,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Ok(flow) => flow,
             Err(e) => return self.fail(head, body, e.into(), route).await,
         };
-        drop(request);
+        // Only a request without a body can be parked (and so run again): the others need not
+        // keep it while their body streams.
+        let request = if body.decoder.is_done() { Some(request) } else { None };
         let response = match flow {
             Flow::Proceed => match self.feed_body(body, &mut inst, deadline).await {
                 Ok(Some(early)) => early,
@@ -203,10 +208,118 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             },
             Flow::Close => return self.fail(head, body, Failure::HandlerClosed, route).await,
             Flow::Respond(response) => response,
+            Flow::Begin(_) if inst.take_park().is_some() => {
+                return self.fail(head, body, GuestError::Contract(PARK_NEEDS_FULL).into(), route).await;
+            }
             // Boxed, like the stream pump in `respond`: every other exchange would carry it.
             Flow::Begin(response) => return Box::pin(self.duplex(head, body, response, inst, route)).await,
         };
-        self.respond(head, body, response, inst, route).await
+        if let Some(park) = inst.take_park() {
+            // Boxed: only parked requests wait here, and inline it would grow every exchange.
+            let parked = Parked { request, response, inst, park, handler, label: &loaded.label, deadline };
+            return Box::pin(self.park(head, body, parked)).await;
+        }
+        drop(request);
+        self.respond(head, body, response, Some(inst), route).await
+    }
+
+    /// Answers a parked request (`subscription.park`): drops its instance, waits for a message
+    /// on the topic without one, then runs the handler again on the same request in a fresh
+    /// instance (whose subscriptions to that topic resume at the parked position), for as long
+    /// as it parks again. Sends the response the handler parked with when the wait ends
+    /// without a message (its timeout, the request's deadline less [`DEADLINE_MARGIN`], or
+    /// shutdown); stops when the client goes away meanwhile.
+    async fn park(&mut self, head: &RequestHead, body: &mut RequestBody, parked: Parked<'_>) -> Outcome {
+        let Parked { request, mut response, mut inst, mut park, handler, label, deadline } = parked;
+        let route = Some(&**label);
+        let Some(request) = request else {
+            let e = GuestError::Contract("only a request without a body can be parked");
+            return self.fail(head, body, e.into(), route).await;
+        };
+        let Some(services) = self.app.runtime.services().cloned() else {
+            let e = crate::services::StateError::Unavailable("this host has no state backend".into());
+            return self.fail(head, body, Failure::StateUnavailable(e), route).await;
+        };
+        let now = Instant::now();
+        // The first park's timeout bounds every later one, and the deadline bounds them all.
+        let mut limit = deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(now).max(now);
+        let _parked = self.app.metrics.parked();
+        let app = self.app.clone();
+        // The last id a wake-up saw: a run that parks again waits for a later one, even if its
+        // subscription found nothing (those messages expired), so it never spins.
+        let mut seen = 0;
+        loop {
+            if !matches!(response.body, Body::Full(_)) {
+                return self.fail(head, body, GuestError::Contract(PARK_NEEDS_FULL).into(), route).await;
+            }
+            self.app.runtime.recycle(inst);
+            limit = park.until.map_or(limit, |until| until.min(limit));
+            let after = park.position.max(seen);
+            match self.wait_parked(&services, &park.topic, after, limit).await {
+                Ok(Wake::Message(last)) => seen = last,
+                Ok(Wake::TimedOut) => return self.respond(head, body, response, None, route).await,
+                Ok(Wake::ClientGone) => return self.fail(head, body, Failure::ClientGone, route).await,
+                Err(e) => return self.fail(head, body, Failure::StateUnavailable(e), route).await,
+            }
+            // Woken with perhaps thousands of others: a few run at a time, each holding an
+            // instance only while it does.
+            let rerun = app.reruns.acquire().await;
+            inst = match self.app.runtime.instantiate(handler, label).await {
+                Ok(inst) => inst,
+                Err(e) => return self.fail(head, body, e.into(), route).await,
+            };
+            inst.set_resume(Some(Resume { topic: park.topic.clone(), position: park.position }));
+            response = match inst.before(&request, deadline).await {
+                Ok(Flow::Proceed) => match inst.after(deadline).await {
+                    Ok(response) => response,
+                    Err(e) => return self.fail(head, body, e.into(), route).await,
+                },
+                Ok(Flow::Respond(response)) => response,
+                Ok(Flow::Close) => return self.fail(head, body, Failure::HandlerClosed, route).await,
+                Ok(Flow::Begin(_)) => {
+                    let e =
+                        GuestError::Contract("a parked request's next run cannot `begin` a duplex exchange");
+                    return self.fail(head, body, e.into(), route).await;
+                }
+                Err(e) => return self.fail(head, body, e.into(), route).await,
+            };
+            drop(rerun);
+            match inst.take_park() {
+                Some(again) => park = again,
+                None => return self.respond(head, body, response, Some(inst), route).await,
+            }
+        }
+    }
+
+    /// Waits until `topic` has a message after `after`, `until` passes, the host shuts down,
+    /// or the client closes its side (bytes it sends instead stay in the buffer, for after the
+    /// answer).
+    async fn wait_parked(
+        &mut self,
+        services: &crate::services::Services,
+        topic: &str,
+        after: u64,
+        until: Instant,
+    ) -> Result<Wake, crate::services::StateError> {
+        let mut watching = true;
+        while Instant::now() < until {
+            tokio::select! {
+                last = services.wait(topic, after, until) => {
+                    let last = last?;
+                    if last > after {
+                        return Ok(Wake::Message(last));
+                    }
+                }
+                closed = self.io.client_closed(), if watching => {
+                    if closed {
+                        return Ok(Wake::ClientGone);
+                    }
+                    watching = false;
+                }
+                () = self.app.shutdown.cancelled() => return Ok(Wake::TimedOut),
+            }
+        }
+        Ok(Wake::TimedOut)
     }
 
     /// Renders the site's error page for `status` (`routes/errors/{code}`), if it has one: a
@@ -389,7 +502,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         head: &RequestHead,
         body: &mut RequestBody,
         mut response: Response,
-        inst: Instance,
+        inst: Option<Instance>,
         route: Option<&str>,
     ) -> Outcome {
         // An `HttpError` sent as text gets the site's error page for its status, if any.
@@ -442,11 +555,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             return Outcome { status, bytes: 0, next: Next::Close, aborted: true };
         }
         let mut wire = (self.io.out.len() + full.len()) as u64;
-        let mut source = match response.body {
-            Body::Chunked | Body::Sized(_) if plan.send_body => BodySource::chunks(inst),
-            Body::Events if plan.send_body => BodySource::events(inst),
-            _ => {
-                self.app.runtime.recycle(inst);
+        let mut source = match (response.body, inst) {
+            (Body::Chunked | Body::Sized(_), Some(inst)) if plan.send_body => BodySource::chunks(inst),
+            (Body::Events, Some(inst)) if plan.send_body => BodySource::events(inst),
+            (_, inst) => {
+                if let Some(inst) = inst {
+                    self.app.runtime.recycle(inst);
+                }
                 return Outcome { status, bytes: wire, next, aborted: false };
             }
         };
@@ -574,6 +689,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             sse_keepalive: self.app.config.timeouts.sse_keepalive,
         }
     }
+}
+
+/// Why a parked request must have a whole body: its answer on timeout is sent without an
+/// instance to pull a stream from.
+const PARK_NEEDS_FULL: &str = "a parked request's response must have a whole (`full`) body";
+
+/// A request whose handler parked it, with what its answer needs.
+struct Parked<'a> {
+    /// The request, kept to run the handler again; `None` if it had a body.
+    request: Option<Request>,
+    /// What to send if the wait ends without a message.
+    response: Response,
+    inst: Instance,
+    park: Park,
+    handler: &'a Handler,
+    label: &'a std::sync::Arc<str>,
+    deadline: Instant,
+}
+
+/// How a parked request's wait ended.
+enum Wake {
+    /// The topic has a message after the parked position; the last id known.
+    Message(u64),
+    /// Its timeout, the request's deadline or shutdown came first.
+    TimedOut,
+    /// The client closed its side.
+    ClientGone,
 }
 
 /// The guest's view of the request. The header and query strings move into it (not copied);

@@ -42,6 +42,9 @@ pub(super) enum Failure {
     /// The route's handler file failed to load (the log said why when it was loaded).
     #[error("handler unavailable: {0}")]
     Unavailable(std::sync::Arc<str>),
+    /// The state store failed while a parked request waited on it (`subscription.park`).
+    #[error("state store unavailable while the request was parked: {0}")]
+    StateUnavailable(crate::services::StateError),
     /// `wasm-host dev`: the route's handler does not build; cargo's output.
     #[error("handler build failed")]
     BuildFailed(std::sync::Arc<str>),
@@ -118,6 +121,10 @@ impl Failure {
                 Answer { extra: Some(("retry-after", "1".into())), ..plain(503, "server busy", false) }
             }
             Failure::Unavailable(_) => plain(503, "handler unavailable", false),
+            Failure::StateUnavailable(_) => Answer {
+                extra: Some(("retry-after", "1".into())),
+                ..plain(503, "state store unavailable", false)
+            },
             Failure::BuildFailed(_) => plain(500, "handler build failed", false),
             Failure::Guest(GuestError::CpuTimeout(_) | GuestError::Deadline) => {
                 plain(504, "handler timed out", false)
@@ -191,7 +198,9 @@ impl Failure {
             Failure::InvalidResponse(_) | Failure::InvalidEvent(_) | Failure::BodyLength(_) => {
                 FailureReason::BadResponse
             }
-            Failure::Unavailable(_) | Failure::BuildFailed(_) => FailureReason::Unavailable,
+            Failure::Unavailable(_) | Failure::BuildFailed(_) | Failure::StateUnavailable(_) => {
+                FailureReason::Unavailable
+            }
             _ => return None,
         })
     }
@@ -233,7 +242,9 @@ impl Failure {
             | Failure::BodyLength(_) => {
                 warn!(route = ?route, request_id = %crate::log::CurrentRequest, "handler failed: {self}")
             }
-            Failure::FileRead(_) => warn!(route = ?route, request_id = %crate::log::CurrentRequest, "{self}"),
+            Failure::FileRead(_) | Failure::StateUnavailable(_) => {
+                warn!(route = ?route, request_id = %crate::log::CurrentRequest, "{self}")
+            }
             Failure::Malformed(_) | Failure::HeadTimeout | Failure::BodyTimeout if head_sent => {
                 info!(route = ?route, request_id = %crate::log::CurrentRequest, "request body failed during a duplex exchange: {self}")
             }
@@ -284,6 +295,8 @@ mod tests {
         assert_eq!(status(Failure::Guest(GuestError::Trap("x".into()))), Some(500));
         assert_eq!(status(Failure::InvalidResponse(ResponseError::InvalidStatus(42))), Some(500));
         assert_eq!(status(Failure::Unavailable("broken".into())), Some(503));
+        let state = crate::services::StateError::Unavailable("redis down".into());
+        assert_eq!(status(Failure::StateUnavailable(state)), Some(503));
         assert_eq!(status(Failure::PreconditionFailed), Some(412));
         assert_eq!(status(Failure::RangeNotSatisfiable(10)), Some(416));
         assert_eq!(status(Failure::FileRead(std::io::ErrorKind::Other.into())), Some(500));

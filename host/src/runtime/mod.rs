@@ -27,6 +27,7 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Stor
 
 pub use bindings::{Body, Event, Flow, Header, Request, Response};
 use bindings::{DescribedPre, HandlerPre, HandlerWorld};
+pub use services::{DEADLINE_MARGIN, Park, Resume};
 use state::HostState;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 
@@ -469,11 +470,19 @@ impl Runtime {
     /// call it with an instance any call of which failed.
     pub fn recycle(&self, mut instance: Instance) {
         instance.served += 1;
+        let services = &mut instance.store.data_mut().services;
+        services.park = None;
+        services.resume = None;
         if instance.served < self.limits.instance_reuse
             && let Some(evicted) = self.idle.put(instance.version, instance, reuse::MAX_IDLE)
         {
             drop(evicted);
         }
+    }
+
+    /// The services instances are given, if any (`set_services`).
+    pub fn services(&self) -> Option<&crate::services::Services> {
+        self.services.as_ref()
     }
 
     /// The limits this runtime enforces.
@@ -656,6 +665,18 @@ impl Instance {
         let call = move || hooks.call_next_event(store);
         let outcome = tokio::time::timeout_at(deadline.into(), cpu::timed(&self.cpu, call)).await;
         finish(outcome, &self.store, self.cpu_timeout)
+    }
+
+    /// What the last hook call asked to wait for with `subscription.park`, if anything; clears
+    /// it.
+    pub fn take_park(&mut self) -> Option<Park> {
+        self.store.data_mut().services.park.take()
+    }
+
+    /// Where this instance's subscriptions start: after a parked request's wake-up, at the
+    /// parked position on its topic; `None` for a first run.
+    pub fn set_resume(&mut self, resume: Option<Resume>) {
+        self.store.data_mut().services.resume = resume;
     }
 
     fn reset_budget(&mut self, deadline: Instant) {

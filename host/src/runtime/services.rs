@@ -5,6 +5,11 @@
 //! traps. `subscription.next` waits asynchronously, so only the instance's fiber suspends; the
 //! wait is bounded by the call's own wall-clock deadline, less [`DEADLINE_MARGIN`], so that a
 //! long poll can still answer (e.g. 204) instead of being cut off with a 504.
+//!
+//! `subscription.park` only records what to wait for ([`Park`]); the exchange does the
+//! waiting, without the instance (`conn/exchange.rs`), and runs the handler again with a
+//! [`Resume`] that moves the new run's subscriptions to that topic up to where the parked one
+//! stood.
 
 use std::time::{Duration, Instant};
 
@@ -23,14 +28,51 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_millis(200);
 /// Longest wait when a call has no deadline at all (none of today's calls: a safety net).
 const MAX_WAIT: Duration = Duration::from_secs(3600);
 
-/// What a request's store carries for the services: the shared handle and the deadline of the
-/// hook call or pull in progress.
+/// What a request's store carries for the services: the shared handle, the deadline of the
+/// hook call or pull in progress, and the request's park and resume points.
 #[derive(Default)]
 pub(crate) struct RequestServices {
     /// The services, or none when the runtime has none (`wasm-host routes`).
     pub(crate) handle: Option<Services>,
     /// The wall-clock deadline of the current call.
     pub(crate) deadline: Option<Instant>,
+    /// What the handler asked to wait for with `subscription.park`, if it did.
+    pub(crate) park: Option<Park>,
+    /// This run follows a wake-up of a parked request: where its subscriptions start.
+    pub(crate) resume: Option<Resume>,
+}
+
+/// A parked request's wait: until `topic` has a message after `position`, or `until`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Park {
+    /// The topic to wait on.
+    pub topic: String,
+    /// The parked subscription's position: the last message it handed out.
+    pub position: u64,
+    /// When the wait ends without a message: the handler's timeout (none: the request's
+    /// deadline decides).
+    pub until: Option<Instant>,
+}
+
+/// Where a run after a wake-up starts reading the topic it was parked on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resume {
+    /// The topic the request was parked on.
+    pub topic: String,
+    /// The parked subscription's position.
+    pub position: u64,
+}
+
+impl Resume {
+    /// The `after` a subscription of `topic` asking for `after` gets: never before the parked
+    /// position on the parked topic, so the run finds the message that woke it and none it
+    /// already had.
+    fn after(&self, topic: &str, after: Option<u64>) -> Option<u64> {
+        if topic != self.topic {
+            return after;
+        }
+        Some(after.map_or(self.position, |a| a.max(self.position)))
+    }
 }
 
 impl RequestServices {
@@ -169,6 +211,10 @@ impl topics::Host for HostState {
             Ok(s) => s.clone(),
             Err(e) => return Ok(Err(wit_error(e))),
         };
+        let after = match &self.services.resume {
+            Some(resume) => resume.after(&topic, after),
+            None => after,
+        };
         match services.subscribe(&topic, after).await {
             Ok(subscription) => Ok(Ok(self.ctx().table.push(GuestSubscription(subscription))?)),
             Err(e) => Ok(Err(wit_error(e))),
@@ -196,8 +242,35 @@ impl topics::HostSubscription for HostState {
         Ok(self.ctx().table.get(&this)?.0.position())
     }
 
+    async fn park(
+        &mut self,
+        this: Resource<GuestSubscription>,
+        timeout_ms: Option<u64>,
+    ) -> wasmtime::Result<()> {
+        let until = timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms).min(MAX_WAIT));
+        let subscription = &self.ctx().table.get(&this)?.0;
+        let park = Park { topic: subscription.topic().to_owned(), position: subscription.position(), until };
+        self.services.park = Some(park);
+        Ok(())
+    }
+
     async fn drop(&mut self, this: Resource<GuestSubscription>) -> wasmtime::Result<()> {
         self.ctx().table.delete(this)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Resume;
+
+    #[test]
+    fn a_resumed_subscription_starts_no_earlier_than_the_parked_position_on_its_topic_only() {
+        let resume = Resume { topic: "t".into(), position: 7 };
+        assert_eq!(resume.after("t", None), Some(7));
+        assert_eq!(resume.after("t", Some(3)), Some(7));
+        assert_eq!(resume.after("t", Some(9)), Some(9));
+        assert_eq!(resume.after("other", None), None);
+        assert_eq!(resume.after("other", Some(3)), Some(3));
     }
 }

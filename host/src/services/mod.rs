@@ -333,6 +333,12 @@ impl Services {
         self.topics.publish(topic, data).await
     }
 
+    /// Waits until `topic` has a message after `after`, or `until`: the id of the last message
+    /// known then (above `after` if one came). May return early without one; call again.
+    pub async fn wait(&self, topic: &str, after: u64, until: Instant) -> Result<u64, StateError> {
+        self.topics.wait(topic, after, tokio::time::Instant::from_std(until)).await
+    }
+
     /// Starts reading `topic` after message `after`, or (with `None`) after the last message
     /// published so far, so that only later messages are delivered.
     pub async fn subscribe(&self, topic: &str, after: Option<u64>) -> Result<Subscription, StateError> {
@@ -381,6 +387,11 @@ impl Subscription {
     /// The id of the last message handed out, or the starting point.
     pub fn position(&self) -> u64 {
         self.after
+    }
+
+    /// The topic it reads.
+    pub fn topic(&self) -> &str {
+        &self.topic
     }
 
     /// The next message, waiting for it until `until`; `None` if none came by then. Retained

@@ -8,7 +8,8 @@
 //!   `[{"id": 3, "body": {...}}, ...]`. Pass the last id as `after` to poll again without
 //!   missing anything.
 //!
-//! The wait suspends only this request; thousands can wait at once.
+//! A waiting request is parked: it holds no instance while it waits (a few KiB of host
+//! memory), so tens of thousands can wait at once.
 
 use std::time::Duration;
 
@@ -46,15 +47,11 @@ fn wait(req: &Request) -> Result<Response, HttpError> {
         None => DEFAULT_TIMEOUT_SECS,
     };
     let mut messages = topic::subscribe(TOPIC, after)?;
-    let Some(first) = messages.next_timeout(Duration::from_secs(timeout))? else {
-        return Ok(Response::new(204));
-    };
-    let mut batch = vec![first];
-    while batch.len() < MAX_BATCH {
-        match messages.next_timeout(Duration::ZERO)? {
-            Some(message) => batch.push(message),
-            None => break,
-        }
+    let batch = messages.ready(MAX_BATCH)?;
+    if batch.is_empty() {
+        // The host runs `wait` again when a message comes, and `ready` has it then; or it
+        // answers 204 at the timeout. No instance is held meanwhile.
+        return Ok(messages.park(Duration::from_secs(timeout), Response::new(204)));
     }
     let list: Vec<Value> = batch
         .iter()

@@ -9,6 +9,10 @@
 //! - `cas?key=K[&expect=V]` (body = new value; no `expect`: only if unset) → `true`/`false`
 //! - `publish?topic=T` (body) → the id
 //! - `next?topic=T[&after=N][&timeout_ms=N]` → `{"id":..,"data":..}`, 204 when none came
+//! - `park?topic=T[&after=N][&timeout_ms=N][&until=TEXT][&stream]`: the same, but parked
+//!   (`Subscription::park`) instead of waiting in the instance; with `until`, messages with
+//!   other text are skipped and the request parks again. Each run adds 1 to the key
+//!   `runs:T`. With `stream` it parks with a chunked response (which the host refuses).
 
 use std::time::Duration;
 
@@ -61,6 +65,23 @@ fn handle(req: Request) -> Result<Response, HttpError> {
             match next {
                 Some(m) => Response::json(&json!({ "id": m.id, "data": m.text() })),
                 None => Response::new(204),
+            }
+        }
+        "park" => {
+            let name = req.query("topic").unwrap_or_default();
+            kv::increment(&format!("runs:{name}"), 1)?;
+            let mut sub = topic::subscribe(&name, number(&req, "after")?)?;
+            let until = req.query("until");
+            while let Some(m) = sub.ready(1)?.pop() {
+                if until.as_deref().is_none_or(|u| m.text() == u) {
+                    return Ok(Response::json(&json!({ "id": m.id, "data": m.text() })));
+                }
+            }
+            let timeout = Duration::from_millis(number(&req, "timeout_ms")?.unwrap_or(60_000));
+            if req.query("stream").is_some() {
+                sub.park(timeout, Response::chunked(vec![b"never".to_vec()]))
+            } else {
+                sub.park(timeout, Response::new(204))
             }
         }
         other => return Err(HttpError::not_found(format!("no operation {other:?}"))),
