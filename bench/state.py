@@ -143,8 +143,8 @@ def park_and_wake(label, addr, pid):
             pass
 
 
-def park_baseline(addr, pid):
-    """10,000 requests to a handler that only sleeps: the cost of a parked instance itself."""
+def sleep_baseline(addr, pid):
+    """10,000 requests to a handler that only sleeps: the cost of a waiting instance itself."""
     host, port = addr.rsplit(":", 1)
     base = rss_mib(pid)
     socks = []
@@ -160,7 +160,7 @@ def park_baseline(addr, pid):
         idle = idle + 1 if now - before <= 2 else 0
         before = now
     rss = rss_mib(pid)
-    print(f"{'baseline':<10} {POLLS} sleeping handlers (no state) parked: host RSS {rss:.0f} MiB "
+    print(f"{'baseline':<10} {POLLS} sleeping handlers (no state) waiting in their instances: host RSS {rss:.0f} MiB "
           f"({(rss - base) * 1024 / POLLS:.0f} KiB each)")
     for s in socks:
         s.close()
@@ -205,7 +205,7 @@ def main():
             kv_rates("redis", addr_r, put_script)
             sleeper, addr_s = start_host(host_bin, routes, "memory", many)
             procs.append(sleeper)
-            park_baseline(addr_s, sleeper.pid)
+            sleep_baseline(addr_s, sleeper.pid)
             sleeper.kill()
         if only in (None, "polls"):
             park_and_wake("embedded", addr_e, embedded.pid)
