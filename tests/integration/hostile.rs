@@ -525,11 +525,7 @@ fn waiting(s: &Server, wait: Wait) -> usize {
             assert_eq!(get(s, "/hello-world"), (200, "Hello world!".into()));
             last_live(&s.log(), "/hello-world").unwrap_or(0)
         }
-        Wait::Parked => {
-            let (_, metrics) = s.admin_get("/metrics");
-            let line = metrics.lines().find_map(|l| l.strip_prefix("wasm_host_parked_requests "));
-            line.and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no parked gauge:\n{metrics}"))
-        }
+        Wait::Parked => s.parked_requests(),
     }
 }
 

@@ -242,7 +242,7 @@ fn concurrent_compare_and_swap_has_exactly_one_winner() {
 /// Waits until at least `n` requests wait for a message: those waiting in a live instance
 /// (the `live=` of a cheap request's access line counts instances alive after it) plus, on a
 /// host with an admin listener, the parked ones (`wasm_host_parked_requests`).
-fn wait_for_parked(s: &Server, n: usize) {
+fn wait_for_waiters(s: &Server, n: usize) {
     let parked = eventually(Duration::from_secs(20), || waiting(s) >= n);
     assert!(parked, "the long poll never parked ({} waiting); log:\n{}", waiting(s), s.log());
 }
@@ -250,17 +250,7 @@ fn wait_for_parked(s: &Server, n: usize) {
 /// Requests waiting now: the instances alive after a hello-world request (its own is gone by
 /// its access line) plus parked requests, if the host has an admin listener.
 fn waiting(s: &Server) -> usize {
-    live(s) + s.admin.map_or(0, |_| parked(s))
-}
-
-/// `wasm_host_parked_requests` from the host's admin listener.
-fn parked(s: &Server) -> usize {
-    let (_, metrics) = s.admin_get("/metrics");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("wasm_host_parked_requests "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no wasm_host_parked_requests in /metrics:\n{metrics}"))
+    live(s) + s.admin.map_or(0, |_| s.parked_requests())
 }
 
 /// How long a parked poll's client waits for its answer. The polls wait up to 25 s for a
@@ -291,7 +281,7 @@ fn a_parked_long_poll_is_woken_by_a_post() {
     let routes = state_routes();
     let s = Server::start_with_admin(routes.path(), &["--state", "memory"]);
     let poll = spawn_poll(s.addr, "/messages/wait?after=0&timeout=25".into());
-    wait_for_parked(&s, 1);
+    wait_for_waiters(&s, 1);
     let (status, body) = call(&s, "POST", "/messages", br#"{"text": "wake up"}"#);
     assert_eq!((status, body.as_str()), (200, r#"{"id":1}"#));
     let posted = Instant::now();
@@ -348,7 +338,7 @@ fn many_parked_polls_are_all_woken_by_one_post() {
     let s = Server::start_with_admin(routes.path(), &["--state", "memory"]);
     let polls: Vec<_> =
         (0..200).map(|_| spawn_poll(s.addr, "/messages/wait?after=0&timeout=25".into())).collect();
-    wait_for_parked(&s, 200);
+    wait_for_waiters(&s, 200);
     call(&s, "POST", "/messages", br#""all""#);
     for poll in polls {
         let ((status, body), _) = poll.join().unwrap();
@@ -393,14 +383,14 @@ fn a_parked_request_holds_no_instance_and_runs_again_in_a_fresh_one_when_woken()
     let routes = state_routes();
     let s = Server::start_with_admin(routes.path(), &["--state", "memory"]);
     let poll = spawn_poll(s.addr, "/kv/park?topic=p&timeout_ms=25000".into());
-    assert!(eventually(Duration::from_secs(20), || parked(&s) == 1), "never parked: {}", s.log());
+    assert!(eventually(Duration::from_secs(20), || s.parked_requests() == 1), "never parked: {}", s.log());
     assert_eq!(live(&s), 0, "a parked request holds no instance");
     assert_eq!(runs(&s, "p"), 1);
     assert_eq!(call(&s, "POST", "/kv/publish?topic=p", b"go"), (200, "1".into()));
     let ((status, body), _) = poll.join().unwrap();
     assert_eq!((status, body.as_str()), (200, r#"{"data":"go","id":1}"#));
     assert_eq!(runs(&s, "p"), 2, "woken, the handler ran once more");
-    assert_eq!(parked(&s), 0);
+    assert_eq!(s.parked_requests(), 0);
 }
 
 #[test]
@@ -408,11 +398,11 @@ fn a_parked_request_woken_by_a_message_it_skips_parks_again_without_spinning() {
     let routes = state_routes();
     let s = Server::start_with_admin(routes.path(), &["--state", "memory"]);
     let poll = spawn_poll(s.addr, "/kv/park?topic=q&until=mine&timeout_ms=25000".into());
-    assert!(eventually(Duration::from_secs(20), || parked(&s) == 1));
+    assert!(eventually(Duration::from_secs(20), || s.parked_requests() == 1));
     call(&s, "POST", "/kv/publish?topic=q", b"other");
     // The run after the wake-up skips "other" and parks again, after it.
     assert!(eventually(Duration::from_secs(20), || runs(&s, "q") == 2), "runs: {}", runs(&s, "q"));
-    assert!(eventually(Duration::from_secs(20), || parked(&s) == 1));
+    assert!(eventually(Duration::from_secs(20), || s.parked_requests() == 1));
     for _ in 0..20 {
         let _ = call(&s, "GET", "/hello-world", b"");
     }
@@ -431,7 +421,7 @@ fn a_parked_request_gets_the_response_it_parked_with_at_its_timeout() {
     assert_eq!(call(&s, "GET", "/kv/park?topic=t&timeout_ms=300", b""), (204, String::new()));
     assert!(started.elapsed() >= Duration::from_millis(300), "answered before its timeout");
     assert_eq!(runs(&s, "t"), 1, "a timeout does not run the handler again");
-    assert_eq!(parked(&s), 0);
+    assert_eq!(s.parked_requests(), 0);
 }
 
 #[test]
@@ -452,7 +442,7 @@ fn only_a_request_without_a_body_and_with_a_whole_body_answer_can_be_parked() {
         "{}",
         s.log()
     );
-    assert_eq!(parked(&s), 0);
+    assert_eq!(s.parked_requests(), 0);
 }
 
 #[test]
@@ -461,9 +451,12 @@ fn a_parked_request_whose_client_leaves_is_let_go() {
     let s = Server::start_with_admin(routes.path(), &["--state", "memory"]);
     let mut c = s.connect();
     c.write_all(b"GET /kv/park?topic=gone&timeout_ms=60000 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    assert!(eventually(Duration::from_secs(20), || parked(&s) == 1));
+    assert!(eventually(Duration::from_secs(20), || s.parked_requests() == 1));
     drop(c);
-    assert!(eventually(Duration::from_secs(20), || parked(&s) == 0), "still parked after the client left");
+    assert!(
+        eventually(Duration::from_secs(20), || s.parked_requests() == 0),
+        "still parked after the client left"
+    );
 }
 
 #[test]
@@ -477,7 +470,7 @@ fn a_request_pipelined_behind_a_parked_one_is_answered_after_it() {
           GET /hello-world HTTP/1.1\r\nHost: x\r\n\r\n",
     )
     .unwrap();
-    assert!(eventually(Duration::from_secs(20), || parked(&s) == 1));
+    assert!(eventually(Duration::from_secs(20), || s.parked_requests() == 1));
     call(&s, "POST", "/kv/publish?topic=pipe", b"first");
     let mut reader = BufReader::new(c);
     let first = crate::support::read_response(&mut reader, false).expect("the parked request's answer");
@@ -493,7 +486,7 @@ fn a_parked_request_is_answered_with_its_timeout_response_when_the_host_shuts_do
     let mut c = s.connect();
     c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     c.write_all(b"GET /kv/park?topic=stop&timeout_ms=60000 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    assert!(eventually(Duration::from_secs(20), || parked(&s) == 1));
+    assert!(eventually(Duration::from_secs(20), || s.parked_requests() == 1));
     let started = Instant::now();
     let status = s.terminate();
     assert!(status.success(), "{status:?}");
@@ -810,7 +803,7 @@ fn two_hosts_share_state_and_wake_ups_through_one_redis() {
 
     // A long poll parked on host two is woken by a POST to host one.
     let poll = spawn_poll(two.addr, "/messages/wait?after=0&timeout=25".into());
-    wait_for_parked(&two, 1);
+    wait_for_waiters(&two, 1);
     assert_eq!(call(&one, "POST", "/messages", br#"{"from": "one"}"#).0, 200);
     let posted = Instant::now();
     let ((status, body), answered) = poll.join().unwrap();
@@ -846,7 +839,7 @@ fn two_hosts_share_state_and_wake_ups_through_one_redis() {
     assert!(eventually(Duration::from_secs(30), || call(&two, "GET", "/store/after", b"")
         == (200, "back".into())));
     let poll = spawn_poll(one.addr, "/kv/next?topic=again&after=0&timeout_ms=25000".into());
-    wait_for_parked(&one, 1);
+    wait_for_waiters(&one, 1);
     assert!(
         eventually(Duration::from_secs(30), || call(&two, "POST", "/kv/publish?topic=again", b"hi").0 == 200)
     );

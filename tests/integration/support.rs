@@ -153,6 +153,15 @@ impl Server {
         (status, resp.body_mut().read_to_string().unwrap())
     }
 
+    /// Requests parked now (`wasm_host_parked_requests` on the admin listener).
+    pub fn parked_requests(&self) -> usize {
+        let (_, metrics) = self.admin_get("/metrics");
+        let value = metrics.lines().find_map(|l| l.strip_prefix("wasm_host_parked_requests "));
+        value
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no wasm_host_parked_requests:\n{metrics}"))
+    }
+
     /// Connects a raw socket.
     pub fn connect(&self) -> TcpStream {
         let s = TcpStream::connect(self.addr).unwrap();
