@@ -414,6 +414,22 @@ fn a_parked_request_woken_by_a_message_it_skips_parks_again_without_spinning() {
 }
 
 #[test]
+fn a_reused_instance_keeps_no_resume_point_of_the_parked_request_it_served() {
+    let routes = state_routes();
+    let s = Server::start_with_admin(routes.path(), &["--state", "memory", "--instance-reuse", "100"]);
+    let poll = spawn_poll(s.addr, "/kv/park?topic=r&timeout_ms=25000".into());
+    assert!(eventually(Duration::from_secs(20), || s.parked_requests() == 1));
+    call(&s, "POST", "/kv/publish?topic=r", b"one");
+    let ((status, body), _) = poll.join().unwrap();
+    assert_eq!((status, body.as_str()), (200, r#"{"data":"one","id":1}"#));
+    // The instance that ran the woken request serves the next ones: they subscribe from now
+    // on (no `after`), so message 1 is not theirs, whatever the last request resumed at.
+    for _ in 0..3 {
+        assert_eq!(call(&s, "GET", "/kv/park?topic=r&timeout_ms=100", b""), (204, String::new()));
+    }
+}
+
+#[test]
 fn a_parked_request_gets_the_response_it_parked_with_at_its_timeout() {
     let routes = state_routes();
     let s = Server::start_with_admin(routes.path(), &["--state", "memory"]);
