@@ -43,7 +43,7 @@ pub(super) enum Failure {
     #[error("handler unavailable: {0}")]
     Unavailable(std::sync::Arc<str>),
     /// The state store failed while a parked request waited on it (`subscription.park`).
-    #[error("state store unavailable while the request was parked: {0}")]
+    #[error("a parked request's wait on its topic failed: {0}")]
     StateUnavailable(crate::services::StateError),
     /// `wasm-host dev`: the route's handler does not build; cargo's output.
     #[error("handler build failed")]
