@@ -503,12 +503,6 @@ fn a_wasi_http_component_cannot_set_framing_or_hop_by_hop_fields_or_split_a_head
     }
 }
 
-/// The `live=` of the last access line for `path`, if any.
-fn last_live(log: &str, path: &str) -> Option<usize> {
-    let line = log.lines().rev().find(|l| l.contains(&format!(" path={path} ")))?;
-    line.split(" live=").nth(1)?.split_whitespace().next()?.parse().ok()
-}
-
 /// How a long poll waits: in its instance (`Subscription::next_timeout`: the fiber suspends)
 /// or parked (`Subscription::park`: no instance at all).
 #[derive(Clone, Copy, Debug)]
@@ -603,7 +597,7 @@ fn three_thousand_handlers_waiting_in_their_instances_cost_memory_not_threads() 
 
 #[test]
 fn three_thousand_parked_requests_cost_no_instance_and_a_fraction_of_the_memory() {
-    // A parked request holds no instance: ≈15 KiB each (README, *Shared state*); 32 KiB each
+    // A parked request holds no instance: ≈13–23 KiB each (README, *Shared state*); 32 KiB each
     // is a quarter of what waiting in an instance may cost, and a bound an instance per
     // parked request (≈50 KiB) would break.
     three_thousand_waiters(Wait::Parked, 32);

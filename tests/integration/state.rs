@@ -370,8 +370,7 @@ fn live(s: &Server) -> usize {
         if hello_lines(&log) <= before {
             return false;
         }
-        let line = log.lines().rev().find(|l| l.contains(" path=/hello-world ")).unwrap_or_default();
-        live = line.split(" live=").nth(1).and_then(|v| v.split_whitespace().next()?.parse().ok());
+        live = crate::support::last_live(&log, "/hello-world");
         true
     });
     assert!(logged, "no access line for /hello-world; log:\n{}", s.log());

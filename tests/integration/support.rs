@@ -213,6 +213,12 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
+/// The `live=` (instances alive) of the last access line for `path` in `log`, if any.
+pub fn last_live(log: &str, path: &str) -> Option<usize> {
+    let line = log.lines().rev().find(|l| l.contains(&format!(" path={path} ")))?;
+    line.split(" live=").nth(1)?.split_whitespace().next()?.parse().ok()
+}
+
 /// Polls `check` every 20 ms until it holds or `timeout` passes.
 pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
