@@ -123,7 +123,7 @@ pub struct DevArgs {
     #[arg(long)]
     pub keep_serving: bool,
 
-    /// Directory for the compiled-code cache [default: wasmtime's per-user cache directory].
+    /// Directory for the compiled-code cache [default: $XDG_CACHE_HOME/wasm-host or ~/.cache/wasm-host].
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
 }
@@ -253,7 +253,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_watch: bool,
 
-    /// Directory for the compiled-code cache [default: wasmtime's per-user cache directory].
+    /// Directory for the compiled-code cache [default: $XDG_CACHE_HOME/wasm-host or ~/.cache/wasm-host].
     #[arg(long, conflicts_with = "no_cache")]
     pub cache_dir: Option<PathBuf>,
 

@@ -224,12 +224,23 @@ impl Default for Timeouts {
 /// Where compiled handler code is cached on disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CompileCache {
-    /// wasmtime's default per-user cache directory (e.g. `~/.cache/wasmtime`).
+    /// The per-user cache directory, [`CompileCache::default_dir`].
     Default,
     /// This directory.
     Dir(PathBuf),
     /// No on-disk cache: every start compiles every handler.
     Off,
+}
+
+impl CompileCache {
+    /// `$XDG_CACHE_HOME/wasm-host`, else `$HOME/.cache/wasm-host` (the XDG base directory
+    /// rule); `None` when neither variable is set to an absolute path.
+    pub fn default_dir() -> Option<PathBuf> {
+        let absolute = |var: &str| std::env::var_os(var).map(PathBuf::from).filter(|p| p.is_absolute());
+        absolute("XDG_CACHE_HOME")
+            .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
+            .map(|base| base.join("wasm-host"))
+    }
 }
 
 /// Static files served where no route matches (`--static`).

@@ -192,6 +192,50 @@ fn restart_with_a_warm_cache_does_not_recompile() {
     assert_eq!(get(&s, "/v").1, "v1");
 }
 
+#[test]
+fn a_cache_entry_with_one_changed_byte_is_recompiled_not_run() {
+    let cache = tempfile::tempdir().unwrap();
+    let t = Tree::new(&[("v/GET.wasm", a::VERSION)]);
+    let dir = cache.path().to_str().unwrap();
+    let s = Server::start(t.path(), &["--cache-dir", dir]);
+    assert!(s.wait_for_log("compiled=1 from_cache=0", WAIT), "{}", s.log());
+    drop(s);
+    // A byte in the middle of the compiled code: same size, wasmtime's header still valid.
+    let code: Vec<_> =
+        walk(cache.path()).into_iter().filter(|p| p.extension().is_some_and(|e| e == "cwasm")).collect();
+    assert_eq!(code.len(), 1, "{code:?}");
+    let mut bytes = std::fs::read(&code[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&code[0], bytes).unwrap();
+    let s = Server::start(t.path(), &["--cache-dir", dir]);
+    assert!(s.wait_for_log("compiled=1 from_cache=0", WAIT), "{}", s.log());
+    assert_eq!(get(&s, "/v"), (200, "v1".into()));
+    drop(s);
+    // The entry was replaced with a good one: the next start uses it.
+    let s = Server::start(t.path(), &["--cache-dir", dir]);
+    assert!(s.wait_for_log("compiled=0 from_cache=1", WAIT), "{}", s.log());
+}
+
+#[test]
+fn cached_code_is_mapped_from_its_file_not_copied_into_the_host() {
+    let cache = tempfile::tempdir().unwrap();
+    let t = Tree::new(&[("v/GET.wasm", a::VERSION)]);
+    let dir = cache.path().to_str().unwrap();
+    for run in ["compiled=1 from_cache=0", "compiled=0 from_cache=1"] {
+        let s = Server::start(t.path(), &["--cache-dir", dir]);
+        assert!(s.wait_for_log(run, WAIT), "{}", s.log());
+        assert_eq!(get(&s, "/v"), (200, "v1".into()));
+        // Both a fresh compile and a cache hit run the code from the entry's file.
+        let maps = std::fs::read_to_string(format!("/proc/{}/maps", s.pid())).unwrap();
+        let mapped: Vec<&str> = maps.lines().filter(|l| l.contains(dir) && l.ends_with(".cwasm")).collect();
+        assert!(
+            mapped.iter().any(|l| l.split_whitespace().nth(1).is_some_and(|perms| perms.contains('x'))),
+            "{run}: {maps}"
+        );
+    }
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {

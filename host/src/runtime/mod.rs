@@ -8,6 +8,7 @@
 //! out; `conn/` does the joining.
 
 mod bindings;
+pub mod code_cache;
 mod cpu;
 pub mod pool;
 pub mod proxy;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::info;
 use wasmtime::component::{Component, Linker};
@@ -209,7 +211,7 @@ impl std::fmt::Debug for ContentHash {
 /// The engine and linker shared by every handler.
 pub struct Runtime {
     engine: Engine,
-    cache: Option<wasmtime::Cache>,
+    cache: Option<code_cache::CodeCache>,
     linker: Linker<HostState>,
     limits: RuntimeLimits,
     /// One permit per instance that may be alive at once (`--max-instances`).
@@ -263,17 +265,6 @@ impl Runtime {
             "instance pool"
         );
 
-        // wasmtime's cache keys entries by the SHA-256 of the module and every engine setting
-        // that affects code; an entry that does not decompress or deserialize is recompiled.
-        let cache = match cache {
-            CompileCache::Off => None,
-            CompileCache::Default => Some(wasmtime::Cache::new(wasmtime::CacheConfig::new())?),
-            CompileCache::Dir(dir) => {
-                let mut c = wasmtime::CacheConfig::new();
-                c.with_directory(dir);
-                Some(wasmtime::Cache::new(c)?)
-            }
-        };
         config
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)
@@ -281,9 +272,29 @@ impl Runtime {
                 wasmtime::WasmBacktraceDetails::Enable
             } else {
                 wasmtime::WasmBacktraceDetails::Disable
-            })
-            .cache(cache.clone());
+            });
         let engine = Engine::new(&config)?;
+        let cache = match cache {
+            CompileCache::Off => None,
+            CompileCache::Default => match CompileCache::default_dir() {
+                Some(dir) => Some(code_cache::CodeCache::open(&dir, &engine).with_context(|| {
+                    format!(
+                        "cannot create the compile cache {} (choose one with --cache-dir, or --no-cache)",
+                        dir.display()
+                    )
+                })?),
+                None => {
+                    tracing::warn!(
+                        "no compile cache: neither XDG_CACHE_HOME nor HOME is set (see --cache-dir)"
+                    );
+                    None
+                }
+            },
+            CompileCache::Dir(dir) => Some(
+                code_cache::CodeCache::open(dir, &engine)
+                    .with_context(|| format!("cannot create the compile cache {}", dir.display()))?,
+            ),
+        };
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -338,10 +349,11 @@ impl Runtime {
             Some([0, b'a', b's', b'm', ..]) => {}
             _ => return Err(LoadError::NotWasm { path: path() }),
         }
-        let hits_before = self.cache.as_ref().map(wasmtime::Cache::cache_hits);
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|reason| LoadError::Compile { path: path(), reason })?;
-        let cached = self.cache.as_ref().zip(hits_before).is_some_and(|(c, before)| c.cache_hits() > before);
+        let (component, cached) = match &self.cache {
+            Some(cache) => cache.load(&self.engine, bytes),
+            None => Component::new(&self.engine, bytes).map(|c| (c, false)),
+        }
+        .map_err(|reason| LoadError::Compile { path: path(), reason })?;
         let pre = self
             .linker
             .instantiate_pre(&component)
