@@ -131,3 +131,21 @@ fn bad_arguments_fail_clearly() {
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("run") && help.contains("routes"));
 }
+
+#[test]
+fn a_cache_dir_that_cannot_be_created_is_a_clear_error_and_a_failed_start() {
+    let t = Tree::new(&[("ok/GET.wasm", a::EXAMPLE_HELLO_WORLD)]);
+    // A regular file where the directory should be.
+    let file = t.path().join("not-a-dir");
+    std::fs::write(&file, b"").unwrap();
+    let out = Command::new(BIN)
+        .arg("run")
+        .arg(t.path())
+        .args(["--listen", "127.0.0.1:0", "--cache-dir"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot create the compile cache") && err.contains("not-a-dir"), "{err}");
+}

@@ -559,8 +559,8 @@ fn three_thousand_waiters(wait: Wait, kib_each: u64) {
     );
     let parked = memory_kib(s.pid(), "VmRSS:");
     // Threads: 2 workers, at most 32 of the blocking pool (which the subscriptions' store reads
-    // use), the main thread, the epoch ticker, the log and store writers, the watcher, the
-    // compile cache's worker: never one per waiter.
+    // use), the main thread, the epoch ticker, the log and store writers, the watcher: never
+    // one per waiter.
     let threads = memory_kib(s.pid(), "Threads:");
     assert!(threads <= 2 + 32 + 8, "{threads} threads for {WAITERS} waiting requests ({wait:?})");
     let (status, id) = call_raw(&s, "POST /kv/publish?topic=wake", b"wake");

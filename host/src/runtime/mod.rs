@@ -274,27 +274,29 @@ impl Runtime {
                 wasmtime::WasmBacktraceDetails::Disable
             });
         let engine = Engine::new(&config)?;
-        let cache = match cache {
+        let dir = match cache {
             CompileCache::Off => None,
-            CompileCache::Default => match CompileCache::default_dir() {
-                Some(dir) => Some(code_cache::CodeCache::open(&dir, &engine).with_context(|| {
+            CompileCache::Dir(dir) => Some(dir.clone()),
+            CompileCache::Default => {
+                let dir = CompileCache::default_dir();
+                if dir.is_none() {
+                    tracing::warn!(
+                        "no compile cache: neither XDG_CACHE_HOME nor HOME is set (see --cache-dir)"
+                    );
+                }
+                dir
+            }
+        };
+        let cache = dir
+            .map(|dir| {
+                code_cache::CodeCache::open(&dir, &engine).with_context(|| {
                     format!(
                         "cannot create the compile cache {} (choose one with --cache-dir, or --no-cache)",
                         dir.display()
                     )
-                })?),
-                None => {
-                    tracing::warn!(
-                        "no compile cache: neither XDG_CACHE_HOME nor HOME is set (see --cache-dir)"
-                    );
-                    None
-                }
-            },
-            CompileCache::Dir(dir) => Some(
-                code_cache::CodeCache::open(dir, &engine)
-                    .with_context(|| format!("cannot create the compile cache {}", dir.display()))?,
-            ),
-        };
+                })
+            })
+            .transpose()?;
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
