@@ -243,7 +243,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let now = Instant::now();
         // The first park's timeout bounds every later one, and the deadline bounds them all.
         let mut limit = deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(now).max(now);
-        let _parked = self.app.metrics.parked();
         let app = self.app.clone();
         // The last id a wake-up saw: a run that parks again waits for a later one, even if its
         // subscription found nothing (those messages expired), so it never spins.
@@ -255,7 +254,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             self.app.runtime.recycle(inst);
             limit = park.until.map_or(limit, |until| until.min(limit));
             let after = park.position.max(seen);
-            match self.wait_parked(&services, &park.topic, after, limit).await {
+            // Counted only while it waits, so the gauge is back down before any answer is
+            // written (a client that reads its answer then `/metrics` never sees it parked).
+            let wake = {
+                let _parked = self.app.metrics.parked();
+                self.wait_parked(&services, &park.topic, after, limit).await
+            };
+            match wake {
                 Ok(Wake::Message(last)) => seen = last,
                 Ok(Wake::TimedOut) => return self.respond(head, body, response, None, route).await,
                 Ok(Wake::ClientGone) => return self.fail(head, body, Failure::ClientGone, route).await,
