@@ -402,6 +402,51 @@ fn accept_loop_survives_running_out_of_file_descriptors() {
 }
 
 #[test]
+fn only_an_any_file_is_asked_its_methods_at_load() {
+    // The `contract` guest's `info.methods` traps: named after a method, it is never called.
+    let t = Tree::new(&[("c/GET.wasm", a::CONTRACT)]);
+    let s = Server::start(t.path(), &["--strict"]);
+    let r = raw(&s, b"GET /c?case=framing HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "framed by the host\n"));
+    drop(s);
+    // As ANY.wasm it is asked, so the file does not load.
+    let t = Tree::new(&[("c/ANY.wasm", a::CONTRACT)]);
+    let out = std::process::Command::new(BIN)
+        .args(["run", t.path().to_str().unwrap(), "--strict", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("ANY.wasm: its `info.methods` export failed"), "{stderr}");
+}
+
+#[test]
+fn files_with_the_same_bytes_run_one_compiled_component_with_instances_of_their_own() {
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+    let cache = tempfile::tempdir().unwrap();
+    let t = Tree::new(&[("a/GET.wasm", a::COUNTER), ("b/GET.wasm", a::COUNTER), ("v/GET.wasm", a::VERSION)]);
+    let args = ["--cache-dir", cache.path().to_str().unwrap(), "--instance-reuse", "10"];
+    let s = Server::start(t.path(), &args);
+    assert!(s.wait_for_log("compiled=2 from_cache=0 shared=1", WAIT), "{}", s.log());
+    // Reused instances stay per route: /b's first request is its first, whatever /a served.
+    assert_eq!(get(&s, "/a"), (200, "1 1".into()));
+    assert_eq!(get(&s, "/a"), (200, "2 2".into()));
+    assert_eq!(get(&s, "/b"), (200, "1 1".into()));
+    assert_eq!(get(&s, "/v"), (200, "v1".into()));
+    // A file added later with the same bytes runs the loaded code too.
+    t.put("c/GET.wasm", a::COUNTER);
+    assert!(s.wait_for_log("code=\"shared\"", WAIT), "{}", s.log());
+    assert!(eventually(WAIT, || get(&s, "/c") == (200, "1 1".into())), "{}", s.log());
+    // Two distinct components, each mapped once, however many files run them.
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", s.pid())).unwrap();
+    let code: Vec<&str> = maps
+        .lines()
+        .filter(|l| l.ends_with(".cwasm") && l.split_whitespace().nth(1) == Some("r-xp"))
+        .collect();
+    assert_eq!(code.len(), 2, "{maps}");
+}
+
+#[test]
 fn one_handler_for_several_methods_answers_405_with_allow_for_the_rest() {
     let t = Tree::new(&[("items/ANY.wasm", a::MULTI_METHOD)]);
     let s = Server::start(t.path(), &[]);

@@ -268,6 +268,10 @@ impl Runtime {
         config
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)
+            // Wasm backtraces and host panics do not need the system unwinder to walk guest
+            // frames (wasmtime keeps its own frame info; perf profiles with frame pointers).
+            // Without `.eh_frame` in every component, loading one maps and registers less.
+            .native_unwind_info(false)
             .wasm_backtrace_details(if limits.backtrace_details {
                 wasmtime::WasmBacktraceDetails::Enable
             } else {
@@ -342,6 +346,8 @@ impl Runtime {
     /// Compiles a handler file's `bytes` and checks it implements a world the host serves
     /// (every export present, every import satisfiable). Returns the handler and whether its
     /// code came from the compile cache. Slow when not cached: call it off the request path.
+    /// Runs no guest code: [`methods`](Self::methods) asks an `ANY` file's handler what it
+    /// implements.
     pub fn load(&self, path: &Path, bytes: &[u8]) -> Result<(Handler, bool), LoadError> {
         let path = || path.to_path_buf();
         // The preamble says what the file is: `\0asm`, then version 1 for a core module or
@@ -368,15 +374,32 @@ impl Runtime {
                 Err(_) => return Err(LoadError::World { path: path(), reason }),
             },
         };
-        let methods = match described {
-            Some(described) => {
-                self.describe(&described).map_err(|reason| LoadError::Describe { path: path(), reason })?
-            }
-            None => Vec::new(),
-        };
+        let code = Arc::new(Code { world, described });
+        Ok((self.handler_of(code), cached))
+    }
+
+    /// Another handler running `handler`'s compiled code, for a file with the same bytes:
+    /// nothing is compiled or mapped again, but it has an instance share and reused instances
+    /// of its own, as if loaded on its own.
+    pub fn same_code(&self, handler: &Handler) -> Handler {
+        self.handler_of(handler.code.clone())
+    }
+
+    fn handler_of(&self, code: Arc<Code>) -> Handler {
         let version = self.versions.fetch_add(1, Ordering::Relaxed) + 1;
         let share = Arc::new(Semaphore::new(self.limits.route_max_instances() as usize));
-        Ok((Handler { world, methods, version, share }, cached))
+        Handler { code, version, share }
+    }
+
+    /// The request methods `handler` says it implements: its `info` export, asked on a
+    /// throwaway instance (empty when it has none). Off the request path, like `load`.
+    pub fn methods(&self, path: &Path, handler: &Handler) -> Result<Vec<String>, LoadError> {
+        match &handler.code.described {
+            Some(described) => self
+                .describe(described)
+                .map_err(|reason| LoadError::Describe { path: path.to_path_buf(), reason }),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Asks a component's `info` export which methods it implements, on a throwaway instance
@@ -458,7 +481,7 @@ impl Runtime {
         // Boxed: wasmtime's instantiation future is larger than anything else an exchange
         // awaits before its response streams, and inline it would size every connection's
         // task, which each parked request holds for as long as it waits.
-        let instantiated = match &handler.world {
+        let instantiated = match &handler.code.world {
             WorldPre::Hooks(pre) => {
                 Box::pin(pre.instantiate_async(&mut store)).await.map(InstanceWorld::Hooks)
             }
@@ -585,11 +608,17 @@ enum InstanceWorld {
     Proxy(Proxy),
 }
 
+/// A component compiled and pre-linked once, shared by every handler file with its bytes.
+struct Code {
+    world: WorldPre,
+    /// Its `info` export, if it has one (asked only for `ANY` files).
+    described: Option<DescribedPre<HostState>>,
+}
+
 /// A loaded handler file: compiled and pre-linked once, instantiated per request.
 #[derive(Clone)]
 pub struct Handler {
-    world: WorldPre,
-    methods: Vec<String>,
+    code: Arc<Code>,
     /// Unique per load: reused instances are only ever handed to requests of their version.
     version: u64,
     /// This handler's share of the instance budget (`--route-max-instances`); a reloaded file
@@ -598,15 +627,9 @@ pub struct Handler {
 }
 
 impl Handler {
-    /// The request methods the component says it implements (its `info` export, asked once
-    /// at load); empty when it does not say.
-    pub fn methods(&self) -> &[String] {
-        &self.methods
-    }
-
     /// The world the component implements.
     pub fn world(&self) -> World {
-        match self.world {
+        match self.code.world {
             WorldPre::Hooks(_) => World::Hooks,
             WorldPre::Proxy(_) => World::Proxy,
         }

@@ -69,6 +69,7 @@ impl Server {
             handlers = routes.len(),
             compiled = build.summary.compiled,
             from_cache = build.summary.cached,
+            shared = build.summary.shared,
             millis = started.elapsed().as_millis() as u64,
             dir = %config.routes_dir.display(),
             "routes loaded"

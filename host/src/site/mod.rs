@@ -24,7 +24,7 @@ pub use watch::{DEBOUNCE, RouteWatcher, WatchError};
 
 use crate::app::{LoadedHandler, Routes};
 use crate::routes::{MethodKey, Problem, RouteFile, RouteTable};
-use crate::runtime::{ContentHash, LoadError, Runtime};
+use crate::runtime::{ContentHash, Handler, LoadError, Runtime};
 
 /// One thing wrong with a site: a problem of the tree itself, or a handler that does not load.
 #[derive(Debug, thiserror::Error)]
@@ -62,13 +62,38 @@ impl SiteError {
     }
 }
 
-/// How many handlers a build compiled and how many came from the compile cache.
+/// How many handlers a build compiled, how many came from the compile cache, and how many
+/// share the code of a file with the same bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LoadSummary {
     /// Handlers compiled from scratch.
     pub compiled: usize,
     /// Handlers whose compiled code came from the on-disk cache.
     pub cached: usize,
+    /// Handlers whose file has the same bytes as another one loaded: they run its code.
+    pub shared: usize,
+}
+
+/// Where a loaded handler's compiled code came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Compiled now.
+    Compiled,
+    /// The on-disk compile cache.
+    Cache,
+    /// Another handler file with the same bytes, already loaded.
+    Shared,
+}
+
+impl Source {
+    /// How a log line says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Compiled => "compiled",
+            Self::Cache => "cache",
+            Self::Shared => "shared",
+        }
+    }
 }
 
 /// What a build changed compared to the table it started from.
@@ -86,8 +111,8 @@ pub enum Change {
         new: ContentHash,
         /// Compile (or cache load) time.
         millis: u64,
-        /// Whether the code came from the cache.
-        cached: bool,
+        /// Where its code came from.
+        source: Source,
     },
     /// A new handler file failed to load: its route answers 503 until it is fixed.
     Unavailable {
@@ -176,6 +201,12 @@ impl SiteBuilder {
         let mut changes = Vec::new();
         let mut problems = Vec::new();
         let mut summary = LoadSummary::default();
+        // Loaded handlers by content: a file with the same bytes as one in the table this
+        // build starts from, or as one loaded earlier in it, runs the same compiled code.
+        let mut by_content: HashMap<ContentHash, Handler> = previous
+            .entries()
+            .filter_map(|(_, loaded)| Some((loaded.hash, loaded.handler.as_ref().ok()?.clone())))
+            .collect();
         for file in files {
             let previous = old.remove(&(file.route.clone(), file.method));
             let bytes = match std::fs::read(&file.path) {
@@ -200,13 +231,16 @@ impl SiteBuilder {
                 continue;
             }
             let started = Instant::now();
-            match load_file(runtime, &file, &bytes, hash) {
-                Ok((loaded, cached)) => {
+            match load_file(runtime, &file, &bytes, hash, by_content.get(&hash)) {
+                Ok((loaded, source)) => {
                     self.failed.remove(&file.path);
-                    if cached {
-                        summary.cached += 1;
-                    } else {
-                        summary.compiled += 1;
+                    match source {
+                        Source::Compiled => summary.compiled += 1,
+                        Source::Cache => summary.cached += 1,
+                        Source::Shared => summary.shared += 1,
+                    }
+                    if let Ok(handler) = &loaded.handler {
+                        by_content.entry(hash).or_insert_with(|| handler.clone());
                     }
                     changes.push(Change::Loaded {
                         route: file.route.clone(),
@@ -214,7 +248,7 @@ impl SiteBuilder {
                         old: previous.map(|p| p.hash),
                         new: hash,
                         millis: started.elapsed().as_millis() as u64,
-                        cached,
+                        source,
                     });
                     entries.push((file, Arc::new(loaded)));
                 }
@@ -316,22 +350,35 @@ pub fn load(runtime: &Runtime, dir: &Path, strict: bool) -> Result<Build, SiteEr
     Ok(build)
 }
 
-/// Loads one handler file from its `bytes`; also says whether its code came from the cache.
+/// Loads one handler file from its `bytes`, or runs the code of `same`, a handler loaded from
+/// the same bytes; says where the code came from. Only an `ANY` file's handler is asked which
+/// methods it implements (the other files are named after theirs), so no guest code runs at
+/// load for the others.
 fn load_file(
     runtime: &Runtime,
     file: &RouteFile,
     bytes: &[u8],
     hash: ContentHash,
-) -> Result<(LoadedHandler, bool), SiteProblem> {
-    let (handler, cached) = runtime.load(&file.path, bytes)?;
-    let declares = handler
-        .methods()
-        .iter()
-        .map(|m| {
-            MethodKey::from_request_method(m)
-                .ok_or_else(|| SiteProblem::UnknownMethod { path: file.path.clone(), method: m.clone() })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    same: Option<&Handler>,
+) -> Result<(LoadedHandler, Source), SiteProblem> {
+    let (handler, source) = match same {
+        Some(same) => (runtime.same_code(same), Source::Shared),
+        None => match runtime.load(&file.path, bytes)? {
+            (handler, true) => (handler, Source::Cache),
+            (handler, false) => (handler, Source::Compiled),
+        },
+    };
+    let declares = match file.method {
+        MethodKey::Any => runtime
+            .methods(&file.path, &handler)?
+            .into_iter()
+            .map(|m| {
+                MethodKey::from_request_method(&m)
+                    .ok_or_else(|| SiteProblem::UnknownMethod { path: file.path.clone(), method: m })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => Vec::new(),
+    };
     let label = format!("{} {}", file.method.as_str(), file.route).into();
-    Ok((LoadedHandler { handler: Ok(handler), label, hash, declares }, cached))
+    Ok((LoadedHandler { handler: Ok(handler), label, hash, declares }, source))
 }

@@ -22,9 +22,10 @@ fn report(build: &Build) -> bool {
     super::log_problems(build);
     for change in &build.changes {
         match change {
-            Change::Loaded { route, method, old, new, millis, cached } => {
+            Change::Loaded { route, method, old, new, millis, source } => {
                 let old = old.map_or_else(|| "none".to_owned(), |h| h.to_string());
-                info!(route = %route, method = method.as_str(), old = %old, new = %new, millis, cached, "handler reloaded");
+                let code = source.as_str();
+                info!(route = %route, method = method.as_str(), old = %old, new = %new, millis, code, "handler reloaded");
             }
             Change::Unavailable { .. } => {}
             Change::Removed { route, method, old } => {
