@@ -50,15 +50,25 @@ def on_signal(signum, _frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def rss_kib(pid):
+def proc_kib(pid, name, field):
+    """The `field:` line of /proc/PID/NAME in KiB (0 if the process is gone)."""
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(f"/proc/{pid}/{name}") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+def rss_kib(pid):
+    return proc_kib(pid, "status", "VmRSS")
+
+
+def anonymous_kib(pid):
+    """The anonymous part of a process's RSS (heap, stacks, relocated data)."""
+    return proc_kib(pid, "smaps_rollup", "Anonymous")
 
 
 class PeakRss:

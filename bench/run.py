@@ -47,8 +47,8 @@ import sys
 import tempfile
 import time
 
-from harness import (BadResponse, PeakRss, Server, bench_parser, check_inputs, fmt_us, machine, on_signal,
-                     raise_open_files, read_head, rss_kib, split_addr, stop_all, target_dir, wrk)
+from harness import (BadResponse, PeakRss, Server, anonymous_kib, bench_parser, check_inputs, fmt_us, machine,
+                     on_signal, raise_open_files, read_head, rss_kib, split_addr, stop_all, target_dir, wrk)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTIONS = ("hello", "streams", "idle", "startup", "hang", "instances", "polyglot")
@@ -475,18 +475,6 @@ def section_idle(args, tmp, targets):
     print(f"    of which anonymous (the host's own) {private:.1f} MiB; the rest is file pages (the "
           f"binary, libc, compiled handlers), shared with other processes mapping them")
     host.stop()
-
-
-def anonymous_kib(pid):
-    """The anonymous part of a process's RSS (heap, stacks, relocated data), from smaps_rollup."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Anonymous:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def custom_section(name, payload):
