@@ -204,7 +204,7 @@ pub mod bindings {
 /// ```
 ///
 /// Or one function per method, as web.py's `do_GET`/`do_PUT`: the host learns the methods
-/// when it loads the component, answers `405` with the right `Allow` to the others (HEAD is
+/// when it loads the component as an `ANY.wasm` file, answers `405` with the right `Allow` to the others (HEAD is
 /// served by `get`), and the SDK calls the function for the request's method. Build the crate
 /// once and place it as `ANY.wasm`; a method file beside it still wins over it.
 ///
