@@ -2,7 +2,7 @@
 //! reload and the budget retire it. The `counter` guest answers `n heap`: the requests its
 //! instance has served, counted in a static and in its heap.
 
-use std::io::{BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
@@ -82,6 +82,39 @@ fn a_reload_never_serves_the_old_code_from_a_reused_instance() {
     );
     assert_eq!(seen, "1 1", "the reloaded handler starts from a fresh instance");
     assert_eq!(get(&s, "/n").1, "2 2");
+}
+
+#[test]
+fn an_instance_is_back_for_reuse_before_its_answer_is_sent() {
+    // The first answer is far larger than the socket buffers and its client does not read it
+    // yet, so writing it waits; the instance that made it must already be idle, and serve the
+    // request of another connection meanwhile.
+    let t = Tree::new(&[("n/GET.wasm", a::COUNTER)]);
+    let s = Server::start(t.path(), &["--instance-reuse", "1000"]);
+    let pad = 20 << 20;
+    let (mut w, mut r) = keep_alive(&s);
+    write!(w, "GET /n?pad={pad} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "HTTP/1.1 200 OK\r\n", "the answer has begun");
+    let mut other = keep_alive(&s);
+    assert_eq!(
+        get_on(&mut other, "/n"),
+        (200, "2 2".into()),
+        "the stalled answer's instance served it\n{}",
+        s.log()
+    );
+    let mut length = None;
+    while line != "\r\n" {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        length = length
+            .or_else(|| line.to_ascii_lowercase().strip_prefix("content-length: ")?.trim().parse().ok());
+    }
+    let mut body = vec![0; length.expect("a content-length")];
+    r.read_exact(&mut body).unwrap();
+    assert_eq!(body.len(), "1 1\n".len() + pad);
+    assert!(body.starts_with(b"1 1\n"));
 }
 
 #[test]

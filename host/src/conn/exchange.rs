@@ -536,6 +536,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             body_kind(&response.body),
             keep_alive,
         );
+        // An instance with nothing left to send goes back before the answer is written, so
+        // the client's next request, on this connection or another, can already reuse it.
+        let streams =
+            plan.send_body && matches!(response.body, Body::Chunked | Body::Sized(_) | Body::Events);
+        let inst = match inst {
+            Some(inst) if !streams => {
+                self.app.runtime.recycle(inst);
+                None
+            }
+            inst => inst,
+        };
         self.io.out.clear();
         let headers = response_headers(&response, plan.event_stream);
         if let Err(e) = encode_head(
@@ -563,12 +574,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let mut source = match (response.body, inst) {
             (Body::Chunked | Body::Sized(_), Some(inst)) if plan.send_body => BodySource::chunks(inst),
             (Body::Events, Some(inst)) if plan.send_body => BodySource::events(inst),
-            (_, inst) => {
-                if let Some(inst) = inst {
-                    self.app.runtime.recycle(inst);
-                }
-                return Outcome { status, bytes: wire, next, aborted: false };
-            }
+            _ => return Outcome { status, bytes: wire, next, aborted: false },
         };
         let mut encoder = BodyEncoder::new(plan.framing);
         let times = self.pump_times();

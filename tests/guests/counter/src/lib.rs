@@ -2,7 +2,8 @@
 //! With a fresh instance per request both read `1` every time; anything else means state leaked
 //! between requests (for instance through a reused pool slot whose memory was not reset). With
 //! `--instance-reuse` they count the requests this instance served. `?panic` panics after
-//! counting (the instance must then be retired).
+//! counting (the instance must then be retired); `?pad=N` adds a line of N spaces to the answer
+//! (large enough, it cannot all be written until the client reads).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -17,7 +18,12 @@ fn count(req: Request) -> String {
     let mut heap = HEAP.lock().unwrap();
     heap.extend_from_slice(&[7; 4096]);
     assert!(req.query_string() != "panic", "asked to panic after {n} requests");
-    format!("{n} {}", heap.len() / 4096)
+    let mut answer = format!("{n} {}", heap.len() / 4096);
+    if let Some(pad) = req.query("pad").and_then(|pad| pad.parse().ok()) {
+        answer.push('\n');
+        answer.extend(std::iter::repeat_n(' ', pad));
+    }
+    answer
 }
 
 export!(count);
