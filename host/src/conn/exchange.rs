@@ -251,7 +251,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             if !matches!(response.body, Body::Full(_)) {
                 return self.fail(head, body, GuestError::Contract(PARK_NEEDS_FULL).into(), route).await;
             }
-            self.app.runtime.recycle(inst);
+            drop(self.app.runtime.recycle(inst));
             limit = park.until.map_or(limit, |until| until.min(limit));
             let after = park.position.max(seen);
             // Counted only while it waits, so the gauge is back down before any answer is
@@ -537,15 +537,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             keep_alive,
         );
         // An instance with nothing left to send goes back before the answer is written, so
-        // the client's next request, on this connection or another, can already reuse it.
+        // the client's next request, on this connection or another, can already reuse it; one
+        // not kept for reuse is torn down after the answer is written (`_retired`).
         let streams =
             plan.send_body && matches!(response.body, Body::Chunked | Body::Sized(_) | Body::Events);
-        let inst = match inst {
-            Some(inst) if !streams => {
-                self.app.runtime.recycle(inst);
-                None
-            }
-            inst => inst,
+        let (inst, _retired) = match inst {
+            Some(inst) if !streams => (None, self.app.runtime.recycle(inst)),
+            inst => (inst, None),
         };
         self.io.out.clear();
         let headers = response_headers(&response, plan.event_stream);
@@ -584,7 +582,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         // The instance goes (or back to the runtime, after a stream that ended as it should)
         // before the access line is written, so `live` counts it out.
         match source.into_instance() {
-            Some(inst) if result.is_ok() => self.app.runtime.recycle(inst),
+            Some(inst) if result.is_ok() => drop(self.app.runtime.recycle(inst)),
             _ => {}
         }
         finish_stream(&self.app.metrics, result, route, status, wire, next)

@@ -73,7 +73,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let (outcome, reusable) =
             self.proxy_exchange(head, body, &mut inst, request, feed, deadline, route).await;
         if reusable {
-            self.app.runtime.recycle(inst);
+            drop(self.app.runtime.recycle(inst));
         }
         outcome
     }

@@ -502,19 +502,21 @@ impl Runtime {
     }
 
     /// Takes back an instance whose request was answered without any failure. With
-    /// `--instance-reuse N` it waits (at most 10 s) for the next request to
-    /// the same handler version, until it has served N; otherwise it is dropped here. Never
-    /// call it with an instance any call of which failed.
-    pub fn recycle(&self, mut instance: Instance) {
+    /// `--instance-reuse N` it waits (at most 10 s) for the next request to the same handler
+    /// version, until it has served N. An instance not kept is handed back, for the caller to
+    /// drop where its teardown (the memory reset) costs no one a wait: after the answer is
+    /// written. Never call it with an instance any call of which failed.
+    #[must_use = "an instance handed back is torn down where it is dropped"]
+    pub fn recycle(&self, mut instance: Instance) -> Option<Instance> {
         instance.served += 1;
         let services = &mut instance.store.data_mut().services;
         services.park = None;
         services.resume = None;
-        if instance.served < self.limits.instance_reuse
-            && let Some(evicted) = self.idle.put(instance.version, instance, reuse::MAX_IDLE)
-        {
-            drop(evicted);
+        if instance.served >= self.limits.instance_reuse {
+            return Some(instance);
         }
+        // The idle set makes room by handing back its oldest instance.
+        self.idle.put(instance.version, instance, reuse::MAX_IDLE)
     }
 
     /// The services instances are given, if any (`set_services`).
