@@ -248,3 +248,45 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// The resident KiB and the size in KiB of the host binary's code mapping (its `r-xp` one).
+fn code_pages(pid: u32) -> (u64, u64) {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let mut mapping = None;
+    let (mut rss, mut size) = (0, 0);
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_ascii_whitespace().collect();
+        if fields.first().is_some_and(|f| f.contains('-') && !f.ends_with(':')) {
+            mapping =
+                Some(fields.get(1) == Some(&"r-xp") && fields.get(5).map(std::path::Path::new) == Some(&exe));
+        } else if mapping == Some(true) {
+            match fields.first() {
+                Some(&"Rss:") => rss += fields[1].parse::<u64>().unwrap(),
+                Some(&"Size:") => size += fields[1].parse::<u64>().unwrap(),
+                _ => {}
+            }
+        }
+    }
+    assert!(size > 0, "no code mapping of {} in the host's smaps", exe.display());
+    (rss, size)
+}
+
+#[test]
+fn code_only_loading_ran_is_given_back_after_start_up_and_after_a_reload() {
+    // Compiling touches much of the binary's code (cranelift) that serving never runs again.
+    let t = Tree::new(&[("a/GET.wasm", a::VERSION)]);
+    let s = Server::start(t.path(), &["--no-cache"]);
+    let (rss, size) = code_pages(s.pid());
+    assert!(rss * 3 < size, "after start-up {rss} KiB of the {size} KiB of code are resident");
+    assert_eq!(get(&s, "/a"), (200, "v1".into()));
+    t.put("b/GET.wasm", a::VERSION2);
+    assert!(eventually(Duration::from_secs(10), || get(&s, "/b").1 == "v2"), "{}", s.log());
+    let mut seen = (0, 0);
+    let given_back = eventually(Duration::from_secs(10), || {
+        seen = code_pages(s.pid());
+        seen.0 * 3 < seen.1
+    });
+    assert!(given_back, "after the reload {} KiB of the {} KiB of code are resident", seen.0, seen.1);
+    assert_eq!(get(&s, "/a"), (200, "v1".into()));
+}

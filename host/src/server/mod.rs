@@ -75,6 +75,7 @@ impl Server {
             "routes loaded"
         );
         crate::memory::trim_heap();
+        crate::memory::release_file_pages();
         // Watch before announcing readiness, so no change made after start-up is missed.
         let watcher = if config.watch {
             match RouteWatcher::new(&config.routes_dir) {

@@ -100,7 +100,10 @@ pub async fn watch(app: Arc<App>, mut watcher: Option<RouteWatcher>) {
                     app.routes.store(Arc::new(build.routes));
                     app.error_pages.store(Arc::new(build.errors));
                     info!(handlers, "route table swapped");
-                    tokio::task::spawn_blocking(crate::memory::trim_heap);
+                    tokio::task::spawn_blocking(|| {
+                        crate::memory::trim_heap();
+                        crate::memory::release_file_pages();
+                    });
                 }
                 app.metrics.reloaded(swapped, failed);
             }
