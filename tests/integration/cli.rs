@@ -66,12 +66,8 @@ fn a_broken_handler_answers_503_and_strict_refuses_to_start() {
         assert!(s.wait_for_log(needle, Duration::from_secs(5)), "no {needle:?} in the log:\n{}", s.log());
     }
     drop(s);
-    let out = Command::new(BIN)
-        .arg("run")
-        .arg(t.path())
-        .args(["--listen", "127.0.0.1:0", "--strict"])
-        .output()
-        .unwrap();
+    let out =
+        Command::new(BIN).arg("run").arg(t.path()).args(["--listen", "127.0.0.1:0", "--strict"]).exits();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cmd/GET.wasm") && err.contains("bad/get.wasm"), "{err}");
@@ -101,28 +97,24 @@ fn broken_trees_fail_naming_every_file() {
     assert!(err.contains("{a}") && err.contains("{b}"), "{err}");
 
     // `run --strict` refuses the same tree with the same message and a non-zero exit.
-    let out = Command::new(BIN)
-        .arg("run")
-        .arg(t.path())
-        .args(["--listen", "127.0.0.1:0", "--strict"])
-        .output()
-        .unwrap();
+    let out =
+        Command::new(BIN).arg("run").arg(t.path()).args(["--listen", "127.0.0.1:0", "--strict"]).exits();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("{a}"));
 }
 
 #[test]
 fn bad_arguments_fail_clearly() {
-    let out = Command::new(BIN).args(["run", "/definitely/not/here"]).output().unwrap();
+    let out = Command::new(BIN).args(["run", "/definitely/not/here"]).exits();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/definitely/not/here"), "{err}");
 
-    let out = Command::new(BIN).args(["run", ".", "--max-body", "lots"]).output().unwrap();
+    let out = Command::new(BIN).args(["run", ".", "--max-body", "lots"]).exits();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("lots"));
 
-    let out = Command::new(BIN).args(["run", ".", "--workers", "0"]).output().unwrap();
+    let out = Command::new(BIN).args(["run", ".", "--workers", "0"]).exits();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--workers"));
 
@@ -143,8 +135,7 @@ fn a_cache_dir_that_cannot_be_created_is_a_clear_error_and_a_failed_start() {
         .arg(t.path())
         .args(["--listen", "127.0.0.1:0", "--cache-dir"])
         .arg(&file)
-        .output()
-        .unwrap();
+        .exits();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot create the compile cache") && err.contains("not-a-dir"), "{err}");

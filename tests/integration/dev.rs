@@ -120,9 +120,7 @@ fn keep_serving_serves_the_last_good_build_while_the_new_one_is_broken() {
 fn dev_refuses_what_is_not_a_project_or_not_a_cdylib_saying_what_to_do() {
     let empty = tempfile::tempdir().unwrap();
     std::fs::write(empty.path().join("Cargo.toml"), "[workspace]\nmembers = []\n").unwrap();
-    let run = |dir: &Path| {
-        Command::new(BIN).arg("dev").arg(dir).args(["--listen", "127.0.0.1:0"]).output().unwrap()
-    };
+    let run = |dir: &Path| Command::new(BIN).arg("dev").arg(dir).args(["--listen", "127.0.0.1:0"]).exits();
     let out = run(empty.path());
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -132,8 +132,7 @@ fn one_route_cannot_take_the_whole_instance_pool_from_the_others() {
     assert_eq!(statuses, [[200; 10], [503; 10]].concat(), "{}", s.log());
     let out = std::process::Command::new(BIN)
         .args(["run", a::EXAMPLE_ROUTES, "--max-instances", "4", "--route-max-instances", "5"])
-        .output()
-        .unwrap();
+        .exits();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("invalid --route-max-instances: 5 is more than --max-instances (4)"), "{err}");

@@ -359,8 +359,7 @@ fn routes_lists_the_static_fallback() {
     let last = text.lines().last().unwrap();
     assert!(last.starts_with("/**") && last.contains("static files, where no route matches"), "{text}");
     assert!(last.contains(site.root().to_str().unwrap()), "{text}");
-    let missing =
-        Command::new(BIN).arg("run").arg(routes.path()).args(["--static", "/no/such/dir"]).output().unwrap();
+    let missing = Command::new(BIN).arg("run").arg(routes.path()).args(["--static", "/no/such/dir"]).exits();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such/dir"));
 }
@@ -564,8 +563,7 @@ fn bad_or_missing_certificate_files_stop_the_start_naming_the_file() {
             .arg(c)
             .arg("--tls-key")
             .arg(k)
-            .output()
-            .unwrap();
+            .exits();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "started with {c:?} {k:?}");
         assert!(stderr.contains(named.to_str().unwrap()), "{named:?} not named: {stderr}");

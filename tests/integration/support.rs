@@ -403,3 +403,48 @@ pub fn memory_kib(pid: u32, field: &str) -> u64 {
 pub fn peak_rss_kib(pid: u32) -> u64 {
     memory_kib(pid, "VmHWM:")
 }
+
+/// How long a command that is expected to exit by itself (a `run` or `dev` refusing to start)
+/// may take before the test gives up on it.
+pub const EXIT_WITHIN: Duration = Duration::from_secs(60);
+
+/// `Command::output` for a command expected to exit by itself: on a regression that makes a
+/// `run` start serving instead of refusing, the test fails (the process killed) after
+/// [`EXIT_WITHIN`] instead of waiting forever.
+pub trait ExitsByItself {
+    /// Runs the command, collecting its output; panics if it runs longer than [`EXIT_WITHIN`].
+    fn exits(&mut self) -> std::process::Output;
+}
+
+impl ExitsByItself for Command {
+    fn exits(&mut self) -> std::process::Output {
+        let mut child = self
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {self:?}: {e}"));
+        let collect = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                pipe.read_to_end(&mut bytes).unwrap();
+                bytes
+            })
+        };
+        let stdout = collect(Box::new(child.stdout.take().unwrap()));
+        let stderr = collect(Box::new(child.stderr.take().unwrap()));
+        let deadline = Instant::now() + EXIT_WITHIN;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!("{self:?} still ran after {EXIT_WITHIN:?}; it was expected to exit by itself");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        std::process::Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
+    }
+}
