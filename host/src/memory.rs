@@ -23,9 +23,9 @@ pub fn trim_heap() {
 /// mapping meanwhile) that cannot be written and hold no private copy of any page
 /// (`Anonymous: 0 kB` in `/proc/self/smaps`) are dropped: their pages are exactly the file's,
 /// so nothing is lost and the next use maps a page back from the page cache (a minor fault).
-/// An idle host with the examples loaded measured 16.6 MiB before and 10.5 MiB after (the
-/// binary alone 9.6 → 4.3 MiB), and one that compiled them at start 29.7 → 16.5 MiB. Call it
-/// after a burst, never per request.
+/// An idle host with the examples loaded measured 15.7 MiB before and 6.5 MiB after (the
+/// binary alone 9.6 → 4.3 MiB even when dropped before the listener starts), and one that
+/// compiled them at start 29.7 → 16.5 MiB. Call it after a burst, never per request.
 pub fn release_file_pages() {
     #[cfg(target_os = "linux")]
     {
