@@ -422,11 +422,9 @@ fn format_json(buf: &mut String, line: &Access<'_>, now: std::time::SystemTime) 
         // serde_json escapes exactly what JSON needs; a `String` target cannot fail.
         let _ = serde_json::to_writer(StringWriter(buf), s);
     }
-    let _ = write!(
-        buf,
-        "{{\"timestamp\":\"{}\",\"level\":\"INFO\",\"fields\":{{",
-        humantime::format_rfc3339_micros(now)
-    );
+    buf.push_str("{\"timestamp\":\"");
+    push_timestamp(buf, now);
+    buf.push_str("\",\"level\":\"INFO\",\"fields\":{");
     buf.push_str("\"method\":");
     string(buf, line.method);
     buf.push_str(",\"path\":");
@@ -462,7 +460,7 @@ impl std::io::Write for StringWriter<'_> {
     }
 }
 
-/// A field value for the text line, in double quotes (with `"` and `\\` escaped) when it has a
+/// A field value for the text line, in double quotes (with `"` and `\` escaped) when it has a
 /// space, a quote, a backslash or an `=`, bare otherwise; `-` when empty.
 fn push_quoted(buf: &mut String, value: &str) {
     if value.is_empty() {
