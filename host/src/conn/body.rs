@@ -13,7 +13,7 @@ use super::failure::Failure;
 use super::io::Io;
 use crate::config::{STATIC_READ_CHUNK, STREAM_BATCH};
 use crate::http::{BodyEncoder, SSE_KEEPALIVE, SseEvent, encode_event};
-use crate::runtime::{GuestError, Instance};
+use crate::runtime::{GuestError, Instance, Retired, Runtime};
 use crate::static_files::Part;
 
 /// Where the pieces of a streamed response body come from.
@@ -43,6 +43,8 @@ pub(super) enum BodySource {
         /// The last piece read (reused).
         buf: Vec<u8>,
     },
+    /// A guest's stream that ended, its instance handed back ([`BodySource::hand_back`]).
+    Ended,
 }
 
 impl BodySource {
@@ -61,11 +63,16 @@ impl BodySource {
         Self::File { file: Arc::new(file), parts: parts.into(), buf: Vec::new() }
     }
 
-    /// The guest instance the pieces come from, if they come from one.
-    pub(super) fn into_instance(self) -> Option<Instance> {
-        match self {
-            Self::Chunks { inst, .. } | Self::Events { inst, .. } => Some(inst),
-            Self::File { .. } => None,
+    /// Hands the instance of a guest's stream that ended as it should back to `runtime`
+    /// (`Runtime::recycle`): before the last bytes are written, so the client's next request
+    /// can already reuse it, or find its permit on the way back.
+    fn hand_back(&mut self, runtime: &Runtime) -> Option<Retired> {
+        if matches!(self, Self::File { .. }) {
+            return None;
+        }
+        match std::mem::replace(self, Self::Ended) {
+            Self::Chunks { inst, .. } | Self::Events { inst, .. } => runtime.recycle(inst),
+            Self::File { .. } | Self::Ended => None,
         }
     }
 
@@ -75,6 +82,7 @@ impl BodySource {
         let deadline = Instant::now() + pull_timeout;
         match self {
             Self::File { file, parts, buf } => next_file_piece(file, parts, buf).await,
+            Self::Ended => Ok(None),
             Self::Chunks { inst, chunk } => match inst.next_chunk(deadline).await? {
                 None => Ok(None),
                 Some(next) => {
@@ -176,11 +184,12 @@ pub(super) async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
     encoder: &mut BodyEncoder,
     times: PumpTimes,
     wire: &mut u64,
+    runtime: &Runtime,
 ) -> Result<(), Failure> {
     if matches!(source, BodySource::Events { .. }) {
-        pump_events(io, source, encoder, times, wire).await
+        pump_events(io, source, encoder, times, wire, runtime).await
     } else {
-        pump_batched(io, source, encoder, times.pull_timeout, wire).await
+        pump_batched(io, source, encoder, times.pull_timeout, wire, runtime).await
     }
 }
 
@@ -202,6 +211,7 @@ async fn pump_batched<S: AsyncRead + AsyncWrite + Unpin>(
     encoder: &mut BodyEncoder,
     pull_timeout: Duration,
     wire: &mut u64,
+    runtime: &Runtime,
 ) -> Result<(), Failure> {
     let mut batch = Batch::default();
     // Since when the pulls in a row have brought only empty chunks, and the next wait.
@@ -213,16 +223,18 @@ async fn pump_batched<S: AsyncRead + AsyncWrite + Unpin>(
         if batch.unwritten() >= STREAM_BATCH {
             batch.write_out(io, wire).await?;
         }
-        let pull = source.next(pull_timeout);
-        tokio::pin!(pull);
         // Biased: the pull runs first, so a source that is ready adds to the batch; the
         // batch is written while the pull waits (`write_out` is cancel-safe: what it wrote is
         // counted, the rest stays).
-        let piece = loop {
-            tokio::select! {
-                biased;
-                piece = &mut pull => break piece,
-                written = batch.write_out(io, wire), if batch.unwritten() > 0 => written?,
+        let piece = {
+            let pull = source.next(pull_timeout);
+            tokio::pin!(pull);
+            loop {
+                tokio::select! {
+                    biased;
+                    piece = &mut pull => break piece,
+                    written = batch.write_out(io, wire), if batch.unwritten() > 0 => written?,
+                }
             }
         };
         if let Ok(Some(data)) = &piece {
@@ -262,6 +274,8 @@ async fn pump_batched<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Ok(None) => match encoder.finish() {
                 Ok(end) => {
+                    // Torn down (if not kept) once the last bytes are out.
+                    let _retired = source.hand_back(runtime);
                     batch.extend([end]);
                     return batch.write_out(io, wire).await;
                 }
@@ -323,30 +337,40 @@ async fn pump_events<S: AsyncRead + AsyncWrite + Unpin>(
     encoder: &mut BodyEncoder,
     times: PumpTimes,
     wire: &mut u64,
+    runtime: &Runtime,
 ) -> Result<(), Failure> {
     let keepalive = source.keepalive(times.sse_keepalive);
     let mut watching = keepalive.is_some();
     loop {
-        let pull = source.next(times.pull_timeout);
-        tokio::pin!(pull);
-        let piece = loop {
-            tokio::select! {
-                piece = &mut pull => break piece?,
-                () = tokio::time::sleep(keepalive.unwrap_or_default()), if keepalive.is_some() => {
-                    write_piece(io, encoder, SSE_KEEPALIVE, wire).await?;
-                }
-                closed = io.client_closed(), if watching => {
-                    if closed {
-                        return Err(Failure::ClientGone);
+        let piece = {
+            let pull = source.next(times.pull_timeout);
+            tokio::pin!(pull);
+            loop {
+                tokio::select! {
+                    piece = &mut pull => break piece?,
+                    () = tokio::time::sleep(keepalive.unwrap_or_default()), if keepalive.is_some() => {
+                        write_piece(io, encoder, SSE_KEEPALIVE, wire).await?;
                     }
-                    // Pipelined bytes: the client is there; they wait in the buffer.
-                    watching = false;
+                    closed = io.client_closed(), if watching => {
+                        if closed {
+                            return Err(Failure::ClientGone);
+                        }
+                        // Pipelined bytes: the client is there; they wait in the buffer.
+                        watching = false;
+                    }
                 }
             }
         };
         match piece {
             Some(data) => write_piece(io, encoder, data, wire).await?,
-            None => return end_body(io, encoder, wire).await,
+            None => {
+                let end = encoder.finish()?;
+                // Torn down (if not kept) once the last chunk is out.
+                let _retired = source.hand_back(runtime);
+                io.write_parts([end]).await.map_err(|e| Failure::of_write(&e))?;
+                *wire += end.len() as u64;
+                return Ok(());
+            }
         }
     }
 }

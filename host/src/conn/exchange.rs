@@ -578,13 +578,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let times = self.pump_times();
         // Boxed: the pump is a large future that only streaming responses need, and inline it
         // would be part of every connection's task, which every parked request holds.
-        let result = Box::pin(pump(&mut self.io, &mut source, &mut encoder, times, &mut wire)).await;
-        // The instance goes (or back to the runtime, after a stream that ended as it should)
-        // before the access line is written, so `live` counts it out.
-        match source.into_instance() {
-            Some(inst) if result.is_ok() => drop(self.app.runtime.recycle(inst)),
-            _ => {}
-        }
+        let result =
+            Box::pin(pump(&mut self.io, &mut source, &mut encoder, times, &mut wire, &self.app.runtime))
+                .await;
+        // A stream that ended as it should handed its instance back before its last write; one
+        // that failed goes now, before the access line is written, so `live` counts it out.
+        drop(source);
         finish_stream(&self.app.metrics, result, route, status, wire, next)
     }
 

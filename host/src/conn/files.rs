@@ -89,7 +89,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let mut source = BodySource::file(file.file, planned.parts);
         let mut encoder = BodyEncoder::new(plan.framing);
         let times = self.pump_times();
-        match pump(&mut self.io, &mut source, &mut encoder, times, &mut wire).await {
+        match pump(&mut self.io, &mut source, &mut encoder, times, &mut wire, &self.app.runtime).await {
             Ok(()) => Outcome { status, bytes: wire, next, aborted: false },
             Err(failure) => {
                 failure.log(&self.app.metrics, Some("static"), true);

@@ -18,7 +18,7 @@ mod state;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -216,6 +216,8 @@ pub struct Runtime {
     limits: RuntimeLimits,
     /// One permit per instance that may be alive at once (`--max-instances`).
     permits: Arc<Semaphore>,
+    /// Instances done with their request and not yet torn down ([`Retired`]).
+    retiring: Arc<AtomicUsize>,
     stop_epoch: Arc<AtomicBool>,
     /// state: handed to every instance (`services::RequestServices`); set with `set_services`.
     services: Option<crate::services::Services>,
@@ -335,6 +337,7 @@ impl Runtime {
             linker,
             limits: limits.clone(),
             permits: Arc::new(Semaphore::new(limits.max_instances as usize)),
+            retiring: Arc::default(),
             stop_epoch,
             services: None,
             idle,
@@ -464,18 +467,14 @@ impl Runtime {
             return Ok(instance);
         }
         let route_max = self.limits.route_max_instances();
-        let share =
-            handler.share.clone().try_acquire_owned().map_err(|_| GuestError::RouteBusy(route_max))?;
+        let share = self.acquire(&handler.share).await.ok_or(GuestError::RouteBusy(route_max))?;
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
-            // Idle instances hold permits: the budget is full only when none is idle.
-            Err(_) => match self.idle.evict_oldest() {
-                Some(idle) => {
-                    drop(idle);
-                    self.permits.clone().try_acquire_owned().map_err(|_| GuestError::Busy)?
-                }
-                None => return Err(GuestError::Busy),
-            },
+            Err(_) => {
+                // Idle instances hold permits: the budget is full only when none is idle.
+                drop(self.idle.evict_oldest());
+                self.acquire(&self.permits).await.ok_or(GuestError::Busy)?
+            }
         };
         let mut store = self.new_store(route);
         // Boxed: wasmtime's instantiation future is larger than anything else an exchange
@@ -503,20 +502,43 @@ impl Runtime {
 
     /// Takes back an instance whose request was answered without any failure. With
     /// `--instance-reuse N` it waits (at most 10 s) for the next request to the same handler
-    /// version, until it has served N. An instance not kept is handed back, for the caller to
-    /// drop where its teardown (the memory reset) costs no one a wait: after the answer is
-    /// written. Never call it with an instance any call of which failed.
+    /// version, until it has served N. An instance not kept is handed back as [`Retired`], for
+    /// the caller to drop where its teardown (the memory reset) costs no one a wait: after the
+    /// answer is written. Never call it with an instance any call of which failed.
     #[must_use = "an instance handed back is torn down where it is dropped"]
-    pub fn recycle(&self, mut instance: Instance) -> Option<Instance> {
+    pub fn recycle(&self, mut instance: Instance) -> Option<Retired> {
         instance.served += 1;
         let services = &mut instance.store.data_mut().services;
         services.park = None;
         services.resume = None;
         if instance.served >= self.limits.instance_reuse {
-            return Some(instance);
+            return Some(self.retire(instance));
         }
         // The idle set makes room by handing back its oldest instance.
-        self.idle.put(instance.version, instance, reuse::MAX_IDLE)
+        self.idle.put(instance.version, instance, reuse::MAX_IDLE).map(|oldest| self.retire(oldest))
+    }
+
+    /// Counts `instance` as retiring until it is dropped.
+    fn retire(&self, instance: Instance) -> Retired {
+        self.retiring.fetch_add(1, Ordering::SeqCst);
+        Retired { instance: Some(instance), retiring: self.retiring.clone() }
+    }
+
+    /// A permit of `permits`: one free now or, when none is but some instance done with its
+    /// request is still being torn down ([`Retired`]), the next one freed within
+    /// [`RETIRE_WAIT`]. A client that sends its next request as soon as it has read an answer
+    /// is so never refused for the instance that answered it, whose teardown comes after the
+    /// write; a budget held by running requests is refused at once.
+    async fn acquire(&self, permits: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = permits.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        if self.retiring.load(Ordering::SeqCst) == 0 {
+            // A teardown that ended since the first try freed its permits before it counted
+            // itself out.
+            return permits.clone().try_acquire_owned().ok();
+        }
+        tokio::time::timeout(RETIRE_WAIT, permits.clone().acquire_owned()).await.ok()?.ok()
     }
 
     /// The services instances are given, if any (`set_services`).
@@ -635,6 +657,29 @@ impl Handler {
             WorldPre::Hooks(_) => World::Hooks,
             WorldPre::Proxy(_) => World::Proxy,
         }
+    }
+}
+
+/// How long a request finding the instance budget full waits for a permit while instances
+/// are being torn down (a teardown takes microseconds, once its answer is written).
+pub const RETIRE_WAIT: Duration = Duration::from_millis(100);
+
+/// An instance done with its request and not kept for reuse, handed back by
+/// [`Runtime::recycle`] to be dropped where its teardown (the memory reset) keeps no one
+/// waiting: after the answer is written. Until then a request finding the budget full waits
+/// for its permit instead of getting 503.
+#[must_use = "a retired instance is torn down where it is dropped"]
+pub struct Retired {
+    instance: Option<Instance>,
+    retiring: Arc<AtomicUsize>,
+}
+
+impl Drop for Retired {
+    fn drop(&mut self) {
+        // The instance (and its permits) goes first, so a request that sees the count drop
+        // finds its permit free.
+        drop(self.instance.take());
+        self.retiring.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -5,7 +5,8 @@
 //! bytes come as a chunked stream. `?pause_ms=N` sleeps N ms before every chunk but the first
 //! (for the test that streamed chunks are never held back). `?empty=N` hands out N empty
 //! chunks ("nothing yet") after the first, `?empty=forever` nothing but empty chunks after it.
-//! A non-numeric size is a 400.
+//! `?ballast=N` fills N MiB of memory the stream holds to its end (so tearing the instance down
+//! has that much to reset). A non-numeric size is a 400.
 
 use wasm_host_sdk::prelude::*;
 
@@ -19,7 +20,9 @@ fn fill(req: Request) -> Result<Response, HttpError> {
     let rest = (length % CHUNK as u64) as usize;
     let last = (rest > 0).then(|| chunk[..rest].to_vec());
     let pause = std::time::Duration::from_millis(req.query("pause_ms").map_or(Ok(0), |ms| ms.parse())?);
+    let ballast = vec![1u8; req.query("ballast").map_or(Ok(0), |mib| mib.parse::<usize>())? << 20];
     let chunks = std::iter::repeat_n(chunk, whole).chain(last).enumerate().map(move |(i, chunk)| {
+        std::hint::black_box(&ballast);
         if i > 0 && !pause.is_zero() {
             std::thread::sleep(pause);
         }
