@@ -422,7 +422,7 @@ pub async fn watch_sources(app: Arc<App>, root: PathBuf, mut watcher: RouteWatch
     loop {
         tokio::select! {
             changed = watcher.changed() => if changed.is_none() { return },
-            () = app.shutdown.cancelled() => return,
+            () = app.shutdown.token().cancelled() => return,
         }
         let job_root = root.clone();
         let result = tokio::task::spawn_blocking(move || {

@@ -16,7 +16,6 @@
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::IsTerminal as _;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
@@ -261,8 +260,8 @@ pub struct Access<'a> {
     pub micros: u64,
     /// The route that answered (`GET /users/{id}`, `static`), `-` when none did.
     pub route: &'a str,
-    /// The client.
-    pub peer: SocketAddr,
+    /// The client's address and port (`127.0.0.1:51000`).
+    pub peer: &'a str,
     /// Instances alive when the line was written.
     pub live: usize,
     /// The request's id (`x-request-id`).
@@ -342,7 +341,7 @@ fn format_line(buf: &mut String, line: &Access<'_>, now: std::time::SystemTime, 
         ("bytes", Field::Number(line.bytes)),
         ("micros", Field::Number(line.micros)),
         ("route", Field::Quoted(line.route)),
-        ("peer", Field::Peer(line.peer)),
+        ("peer", Field::Text(line.peer)),
         ("live", Field::Number(line.live as u64)),
         ("request_id", Field::Text(line.request_id)),
         ("outcome", Field::Text(line.outcome.as_str())),
@@ -371,7 +370,6 @@ enum Field<'a> {
     /// Quoted when it has to be ([`push_quoted`]).
     Quoted(&'a str),
     Number(u64),
-    Peer(SocketAddr),
 }
 
 impl Field<'_> {
@@ -380,9 +378,6 @@ impl Field<'_> {
             Field::Text(text) => buf.push_str(text),
             Field::Quoted(text) => push_quoted(buf, text),
             Field::Number(n) => buf.push_str(itoa::Buffer::new().format(n)),
-            Field::Peer(peer) => {
-                let _ = write!(buf, "{peer}");
-            }
         }
     }
 }
@@ -565,7 +560,7 @@ mod tests {
             bytes: 129,
             micros: 33,
             route: "GET /users/{id}",
-            peer: "127.0.0.1:5555".parse().unwrap(),
+            peer: "127.0.0.1:5555",
             live: 1,
             request_id: "0123456789abcdef",
             outcome: Ending::Complete,

@@ -343,6 +343,21 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
 }
 
 #[test]
+fn an_idle_keep_alive_connection_closes_as_soon_as_shutdown_begins() {
+    // Grace and idle timeout far longer than `terminate` waits (30 s): the host exits in time
+    // only if shutting down closes the idle connection at once.
+    let s = Server::start(Path::new(a::EXAMPLE_ROUTES), &["--shutdown-grace", "5m", "--idle-timeout", "5m"]);
+    let mut c = s.connect();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET /hello-world HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut r = BufReader::new(c);
+    assert_eq!(read_response(&mut r, false).unwrap().status, 200);
+    let status = s.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(is_closed(&mut r), "the idle connection was closed");
+}
+
+#[test]
 fn every_request_gets_a_fresh_instance() {
     let t = Tree::new(&[("n/GET.wasm", a::COUNTER)]);
     let s = Server::start(t.path(), &[]);

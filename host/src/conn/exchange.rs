@@ -162,10 +162,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             // a large future that would otherwise make every connection's task larger.
             answer.page = Box::pin(self.error_page(Some(head), answer.status, &answer.message)).await;
         }
-        let close = answer.close
-            || !head.keep_alive
-            || self.app.shutdown.is_cancelled()
-            || !self.settle_body(body).await;
+        let close =
+            answer.close || !head.keep_alive || self.app.shutdown.is_given() || !self.settle_body(body).await;
         self.send_answer(&answer, close, head.method == "HEAD").await
     }
 
@@ -321,7 +319,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     }
                     watching = false;
                 }
-                () = self.app.shutdown.cancelled() => return Ok(Wake::TimedOut),
+                () = self.app.shutdown.token().cancelled() => return Ok(Wake::TimedOut),
             }
         }
         Ok(Wake::TimedOut)
@@ -528,7 +526,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 response.body = Body::Full(page);
             }
         }
-        let keep_alive = head.keep_alive && !self.app.shutdown.is_cancelled() && self.settle_body(body).await;
+        let keep_alive = head.keep_alive && !self.app.shutdown.is_given() && self.settle_body(body).await;
         let plan = plan_response(
             head.method == "HEAD",
             head.version,

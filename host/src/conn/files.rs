@@ -56,7 +56,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 return self.fail(head, body, Failure::RangeNotSatisfiable(len), None).await;
             }
         };
-        let keep_alive = head.keep_alive && !self.app.shutdown.is_cancelled() && self.settle_body(body).await;
+        let keep_alive = head.keep_alive && !self.app.shutdown.is_given() && self.settle_body(body).await;
         let length = planned.body_len();
         let plan = plan_response(
             head.method == "HEAD",
@@ -113,7 +113,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             page: None,
             close: false,
         };
-        let close = !head.keep_alive || self.app.shutdown.is_cancelled() || !self.settle_body(body).await;
+        let close = !head.keep_alive || self.app.shutdown.is_given() || !self.settle_body(body).await;
         self.send_answer(&answer, close, head.method == "HEAD").await
     }
 }

@@ -25,6 +25,7 @@ mod io;
 mod proxy;
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,7 +35,7 @@ use tracing::info;
 
 use self::failure::Failure;
 use self::io::Io;
-use crate::app::App;
+use crate::app::{App, StopWait};
 use crate::http::{RequestHead, error_response, is_head_request, page_response, parse_head};
 
 /// What the connection does after a request.
@@ -80,7 +81,14 @@ where
     let (reading, writing) =
         (io::Pace::new(timeouts.body, timeouts.min_rate), io::Pace::new(timeouts.send, timeouts.min_rate));
     let io = Io::new(stream, reading, writing);
-    let mut conn = Conn { io, peer, peer_text: peer.to_string(), app, wants_html: false };
+    let mut conn = Conn {
+        io,
+        peer_text: peer.to_string(),
+        stop: app.shutdown.wait(),
+        idle: None,
+        app,
+        wants_html: false,
+    };
     let mut first = true;
     loop {
         let head = match conn.read_head(first).await {
@@ -105,7 +113,7 @@ where
         // At shutdown, a request already received (pipelined) is still answered, with
         // `connection: close`; an idle connection closes.
         if conn.exchange(head).await == Next::Close
-            || (conn.app.shutdown.is_cancelled() && conn.io.buf.is_empty())
+            || (conn.app.shutdown.is_given() && conn.io.buf.is_empty())
         {
             break;
         }
@@ -116,8 +124,13 @@ where
 
 struct Conn<S> {
     io: Io<S>,
-    peer: SocketAddr,
+    /// The client's address, formatted once for every request's access line and guest.
     peer_text: String,
+    /// Completes when the server shuts down (an idle connection then closes).
+    stop: StopWait,
+    /// The idle timeout's timer, made at the first wait between two requests and moved only
+    /// when it fires early (see `read_head`), so waiting for a next request arms no timer.
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
     app: Arc<App>,
     /// `wasm-host dev`: the current request accepts HTML, so its dev pages are HTML.
     wants_html: bool,
@@ -148,10 +161,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     Err(_) => return Err(Failure::HeadTimeout),
                 },
                 None => {
-                    tokio::select! {
-                        r = self.io.read_more() => r,
-                        () = tokio::time::sleep(timeouts.idle) => return Ok(None),
-                        () = self.app.shutdown.cancelled() => return Ok(None),
+                    // Idle from now: the timer is due at or before `until` (it was set from an
+                    // earlier wait's start); when it fires early it is set to `until`.
+                    let until = tokio::time::Instant::now() + timeouts.idle;
+                    let idle = self.idle.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+                    loop {
+                        tokio::select! {
+                            r = self.io.read_more() => break r,
+                            () = idle.as_mut() => {
+                                if tokio::time::Instant::now() >= until {
+                                    return Ok(None);
+                                }
+                                idle.as_mut().reset(until);
+                            }
+                            () = &mut self.stop => return Ok(None),
+                        }
                     }
                 }
             };
@@ -230,7 +254,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             bytes: outcome.bytes,
             micros: elapsed.as_micros() as u64,
             route: route.unwrap_or("-"),
-            peer: self.peer,
+            peer: &self.peer_text,
             live: self.app.runtime.live_instances(),
             request_id: id.as_str(),
             outcome: outcome.ending(),

@@ -172,7 +172,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             drop(call);
             return (Outcome::closed(), false);
         }
-        let keep_alive = head.keep_alive && !self.app.shutdown.is_cancelled();
+        let keep_alive = head.keep_alive && !self.app.shutdown.is_given();
         let plan = plan_response(head.method == "HEAD", head.version, status, kind, keep_alive);
         self.io.out.clear();
         let fields = parts.headers.iter().map(|(name, value)| (name.as_str(), value.as_bytes()));

@@ -83,7 +83,7 @@ async fn connection(mut stream: TcpStream, app: &App) {
         out.clear();
         let close = match read_head(&mut stream, &mut buf, first, &timeouts).await {
             Ok(Some(head)) => {
-                let shutting_down = app.shutdown.is_cancelled();
+                let shutting_down = app.shutdown.is_given();
                 let close = !head.keep_alive || head.framing != BodyFraming::None || shutting_down;
                 write_answer(&mut out, &head, close, shutting_down, || scrape(app));
                 close

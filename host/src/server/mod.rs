@@ -146,7 +146,7 @@ impl Server {
         let admin = admin.map(|listener| tokio::spawn(admin::serve(listener, app.clone())));
         let (tls, cert_reloader) = match tls {
             Some((tls, watcher)) => {
-                let reloader = tokio::spawn(tls.clone().watch(watcher, app.shutdown.clone()));
+                let reloader = tokio::spawn(tls.clone().watch(watcher, app.shutdown.token().clone()));
                 (Some(tls), Some(reloader))
             }
             None => (None, None),
@@ -203,7 +203,7 @@ impl Server {
             }
         }
         drop(listener);
-        app.shutdown.cancel();
+        app.shutdown.give();
         reloader.abort();
         if let Some(r) = cert_reloader {
             r.abort();

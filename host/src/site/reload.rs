@@ -70,7 +70,7 @@ pub async fn watch(app: Arc<App>, mut watcher: Option<RouteWatcher>) {
                 info!("SIGHUP: rescanning the routes directory");
                 true
             }
-            () = app.shutdown.cancelled() => return,
+            () = app.shutdown.token().cancelled() => return,
         };
         let job_app = app.clone();
         let result = tokio::task::spawn_blocking(move || {
