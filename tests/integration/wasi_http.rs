@@ -199,6 +199,30 @@ fn wasi_http_instances_are_fresh_per_request_unless_reuse_is_asked() {
 }
 
 #[test]
+fn a_wasi_http_instance_is_handed_back_before_its_answer_is_sent_not_after_an_unread_body() {
+    // The guest answers without reading the body, of which the client sent half, so draining
+    // the rest waits for the client. By the time the answer is read the instance must be back:
+    // with reuse the next request (on another connection) is served by it, without it that
+    // request gets the only instance slot.
+    let t = proxy_tree();
+    for (args, expected) in [(&["--instance-reuse", "3"][..], "2\n"), (&["--max-instances", "1"][..], "1\n")]
+    {
+        let s = Server::start(t.path(), args);
+        let c = s.connect();
+        let mut w = c.try_clone().unwrap();
+        let mut r = BufReader::new(c);
+        w.write_all(b"POST /p/x?count HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabcde").unwrap();
+        let first = read_response(&mut r, false).expect("the first answer");
+        assert_eq!((first.status, first.text().as_str()), (200, "1\n"), "{args:?}");
+        let (status, text) = get(&s, "/p/x?count");
+        assert_eq!((status, text.as_str()), (200, expected), "{args:?}\n{}", s.log());
+        // The rest of the body, and the connection serves its next request.
+        w.write_all(b"fghijGET /p/x?count HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut r, false).expect("the next answer").status, 200, "{args:?}");
+    }
+}
+
+#[test]
 fn hot_reload_swaps_a_wasi_http_component_for_one_of_our_world_and_back() {
     let t = Tree::new(&[("v/GET.wasm", a::PROXY)]);
     let s = Server::start(t.path(), &[]);

@@ -66,36 +66,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Err(failure) => return self.fail(head, body, failure, route).await,
         };
         let deadline = start + self.app.runtime.limits().request_timeout;
-        let mut inst = match self.app.runtime.instantiate(handler, &loaded.label).await {
+        let inst = match self.app.runtime.instantiate(handler, &loaded.label).await {
             Ok(inst) => inst,
             Err(e) => return self.fail(head, body, e.into(), route).await,
         };
-        let (outcome, reusable) =
-            self.proxy_exchange(head, body, &mut inst, request, feed, deadline, route).await;
-        if reusable {
-            drop(self.app.runtime.recycle(inst));
-        }
-        outcome
+        self.proxy_exchange(head, body, inst, request, feed, deadline, route).await
     }
 
-    /// Runs the call and writes its response; also says whether the instance ended cleanly
-    /// (and may serve again with `--instance-reuse`).
+    /// Runs the call and writes its response. An instance whose call ended cleanly goes back to
+    /// the runtime (`Runtime::recycle`, to serve again with `--instance-reuse`): before the
+    /// response's last write when the call had returned by then, else once it returns.
     #[expect(clippy::too_many_arguments, reason = "one exchange's parts, passed down once")]
     async fn proxy_exchange(
         &mut self,
         head: &RequestHead,
         body: &mut RequestBody,
-        inst: &mut Instance,
+        mut inst: Instance,
         request: http::Request<IncomingBody>,
         mut feed: BodyFeed,
         deadline: Instant,
         route: Option<&str>,
-    ) -> (Outcome, bool) {
+    ) -> Outcome {
         let progress = Progress::default();
         let tls = self.app.config.tls.is_some();
         let ProxyCall { mut call, mut response } = match inst.handle(request, tls, &progress, deadline) {
             Ok(call) => call,
-            Err(e) => return (self.fail(head, body, e.into(), route).await, false),
+            Err(e) => return self.fail(head, body, e.into(), route).await,
         };
         let mut feeding = Feeding::default();
         if body.decoder.is_done() {
@@ -111,7 +107,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 result = &mut call => {
                     if let Err(e) = result {
                         drop(call);
-                        return (self.fail(head, body, e.into(), route).await, false);
+                        return self.fail(head, body, e.into(), route).await;
                     }
                     returned = true;
                     if let Ok(answer) = response.try_recv() {
@@ -119,7 +115,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     }
                     drop(call);
                     let e = GuestError::Contract("`handle` returned without setting a response");
-                    return (self.fail(head, body, e.into(), route).await, false);
+                    return self.fail(head, body, e.into(), route).await;
                 }
                 answer = &mut response, if !unset => match answer {
                     Ok(answer) => break answer,
@@ -130,18 +126,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     feeding.wanted = true;
                     if let Err(failure) = self.push_body(body, &mut feed, &mut feeding, &progress).await {
                         drop(call);
-                        return (self.fail(head, body, failure, route).await, false);
+                        return self.fail(head, body, failure, route).await;
                     }
                 }
                 read = self.io.read_body_bytes(), if feeding.need_read => {
                     if let Err(failure) = self.after_read(read, body, &mut feed, &mut feeding, &progress).await {
                         drop(call);
-                        return (self.fail(head, body, failure, route).await, false);
+                        return self.fail(head, body, failure, route).await;
                     }
                 }
                 () = tokio::time::sleep_until(deadline.into()) => {
                     drop(call);
-                    return (self.fail(head, body, GuestError::Deadline.into(), route).await, false);
+                    return self.fail(head, body, GuestError::Deadline.into(), route).await;
                 }
             }
         };
@@ -150,7 +146,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Err(code) => {
                 drop(call);
                 let e = GuestError::ErrorCode(format!("{code:?}"));
-                return (self.fail(head, body, e.into(), route).await, false);
+                return self.fail(head, body, e.into(), route).await;
             }
         };
         progress.step();
@@ -163,14 +159,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Ok(None) => BodyKind::Stream,
             Err(e) => {
                 drop(call);
-                return (self.fail(head, body, e.into(), route).await, false);
+                return self.fail(head, body, e.into(), route).await;
             }
         };
         // A client waiting for `100 Continue` gets it before the final head while the guest may
         // still read the body: an interim response cannot follow the final one.
         if body.awaiting_continue && !returned && feed.is_open() && self.send_continue(body).await.is_err() {
             drop(call);
-            return (Outcome::closed(), false);
+            return Outcome::closed();
         }
         let keep_alive = head.keep_alive && !self.app.shutdown.is_given();
         let plan = plan_response(head.method == "HEAD", head.version, status, kind, keep_alive);
@@ -180,7 +176,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             encode_head(&mut self.io.out, head.version, status, fields, plan.framing, plan.keep_alive)
         {
             drop(call);
-            return (self.fail(head, body, e.into(), route).await, false);
+            return self.fail(head, body, e.into(), route).await;
         }
         let status = Some(status);
         let mut wire = 0;
@@ -193,15 +189,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             } else {
                 Next::Close
             };
-            return (
-                Outcome {
-                    status,
-                    bytes: if written.is_ok() { wire } else { 0 },
-                    next,
-                    aborted: written.is_err(),
-                },
-                false,
-            );
+            return Outcome {
+                status,
+                bytes: if written.is_ok() { wire } else { 0 },
+                next,
+                aborted: written.is_err(),
+            };
         }
         let mut encoder = BodyEncoder::new(plan.framing);
         let pull_timeout = self.app.runtime.limits().pull_timeout;
@@ -240,6 +233,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 if !empty {
                     progress.step();
                 }
+            }
+            if body_done && returned && result.is_ok() {
+                // The last write waits until the instance is handed back (below).
+                break;
             }
             if !self.io.out.is_empty() {
                 if let Err(e) = self.io.write_out_with(&[]).await {
@@ -303,12 +300,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
         drop(call);
         drop(feed);
+        // Torn down (if not kept) once the last bytes are out, before a body the guest left
+        // unread is drained.
+        let retired = if clean { self.app.runtime.recycle(inst) } else { None };
+        if !self.io.out.is_empty() {
+            if let Err(e) = self.io.write_out_with(&[]).await {
+                result = Err(Failure::of_write(&e));
+            }
+            wire += self.io.out.len() as u64;
+            self.io.out.clear();
+        }
+        drop(retired);
         let next = if result.is_ok() && plan.keep_alive && self.settle_body(body).await {
             Next::KeepAlive
         } else {
             Next::Close
         };
-        (finish_stream(&self.app.metrics, result, route, status, wire, next), clean)
+        finish_stream(&self.app.metrics, result, route, status, wire, next)
     }
 
     /// Hands the guest the next piece of the request body if it waits for one and the buffer
