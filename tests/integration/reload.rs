@@ -193,6 +193,27 @@ fn restart_with_a_warm_cache_does_not_recompile() {
 }
 
 #[test]
+fn a_cache_directory_that_cannot_be_written_is_warned_about_once_and_handlers_still_load() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().join("cache");
+    let t = Tree::new(&[("v/GET.wasm", a::VERSION)]);
+    let s = Server::start(t.path(), &["--cache-dir", dir.to_str().unwrap()]);
+    assert!(s.wait_for_log("compiled=1 from_cache=0", WAIT), "{}", s.log());
+    // A file where the directory was: no entry can be written (whatever the user's rights).
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, b"not a directory").unwrap();
+    t.put("a/GET.wasm", a::VERSION2);
+    t.put("b/GET.wasm", a::COUNTER);
+    t.put("c/GET.wasm", a::INSPECT);
+    let served = eventually(WAIT, || {
+        get(&s, "/a") == (200, "v2".into()) && get(&s, "/b").0 == 200 && get(&s, "/c").0 == 200
+    });
+    assert!(served, "compiled in memory and served\n{}", s.log());
+    let warnings = s.log().matches("cannot write to the compile cache").count();
+    assert_eq!(warnings, 1, "{}", s.log());
+}
+
+#[test]
 fn a_cache_entry_with_one_changed_byte_is_recompiled_not_run() {
     let cache = tempfile::tempdir().unwrap();
     let t = Tree::new(&[("v/GET.wasm", a::VERSION)]);

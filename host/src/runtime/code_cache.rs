@@ -31,7 +31,7 @@ use std::fs::File;
 use std::hash::{Hash as _, Hasher as _};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest as _, Sha256};
@@ -60,6 +60,9 @@ pub struct CodeCache {
     dir: PathBuf,
     /// SHA-256 state after the engine's compatibility hash: each key continues it.
     engine: Sha256,
+    /// The last write failed: the next failures are not warned about again (a directory that
+    /// cannot be written to would otherwise warn once per handler).
+    write_failing: AtomicBool,
 }
 
 /// The 32 bytes of a SHA-256 digest.
@@ -80,7 +83,7 @@ impl CodeCache {
         let mut folded = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut folded);
         let engine = Sha256::new().chain_update(folded.finish().to_le_bytes());
-        Ok(Self { dir: dir.to_path_buf(), engine })
+        Ok(Self { dir: dir.to_path_buf(), engine, write_failing: AtomicBool::new(false) })
     }
 
     /// The component for `bytes`: mapped from its entry when there is a valid one, else
@@ -103,6 +106,7 @@ impl CodeCache {
         let compiled = engine.precompile_component(bytes)?;
         match self.write(&key, &compiled) {
             Ok(()) => {
+                self.write_failing.store(false, Ordering::Relaxed);
                 // SAFETY: `compiled` was just produced by `precompile_component` of this
                 // engine and written whole under a name no other writer reuses for other
                 // bytes (`write`); the entry's file is never modified in place.
@@ -117,7 +121,13 @@ impl CodeCache {
                     }
                 }
             }
-            Err(reason) => warn!(dir = %self.dir.display(), %reason, "cannot write to the compile cache"),
+            Err(reason) if self.write_failing.swap(true, Ordering::Relaxed) => {
+                debug!(dir = %self.dir.display(), %reason, "cannot write to the compile cache")
+            }
+            Err(reason) => warn!(
+                dir = %self.dir.display(), %reason,
+                "cannot write to the compile cache; code is compiled at every start until it can (further failures are logged at debug level)"
+            ),
         }
         // SAFETY: the bytes `precompile_component` of this very engine returned above.
         #[expect(unsafe_code, reason = "loading code this engine just compiled")]
