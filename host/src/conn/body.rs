@@ -364,12 +364,10 @@ async fn pump_events<S: AsyncRead + AsyncWrite + Unpin>(
         match piece {
             Some(data) => write_piece(io, encoder, data, wire).await?,
             None => {
-                let end = encoder.finish()?;
-                // Torn down (if not kept) once the last chunk is out.
+                // Torn down (if not kept) once the last chunk is out. (An event stream's
+                // framing is chunked or close-delimited: ending it cannot fail.)
                 let _retired = source.hand_back(runtime);
-                io.write_parts([end]).await.map_err(|e| Failure::of_write(&e))?;
-                *wire += end.len() as u64;
-                return Ok(());
+                return end_body(io, encoder, wire).await;
             }
         }
     }
