@@ -424,16 +424,16 @@ fn requests_past_the_instance_budget_get_503() {
 
 #[test]
 fn a_request_sent_as_soon_as_an_answer_is_read_is_never_refused_for_that_answers_instance() {
-    // One instance slot, and instances with 128 MiB to reset when torn down, which is after
+    // One instance slot, and instances with 32 MiB to reset when torn down, which is after
     // their answer is written: a client that reads an answer and at once sends its next
     // request (on a new connection) must get the slot, not a 503, for full, sized and chunked
     // answers alike.
     let t = Tree::new(&[("n/GET.wasm", a::COUNTER), ("fill/{bytes}/GET.wasm", a::FILL)]);
     let s = Server::start(t.path(), &["--max-instances", "1", "--max-memory", "512MiB"]);
     for (path, length) in [
-        ("/n?grow=128", None),
-        ("/fill/100000?ballast=128", Some(100_000)),
-        ("/fill/100000?ballast=128&chunked", Some(100_000)),
+        ("/n?grow=32", None),
+        ("/fill/100000?ballast=32", Some(100_000)),
+        ("/fill/100000?ballast=32&chunked", Some(100_000)),
     ] {
         for round in 0..5 {
             let (status, body) = get(&s, path);
