@@ -452,8 +452,10 @@ impl Runtime {
     }
 
     /// An instance of `handler` for one request to `route`, holding one permit of the
-    /// instance budget and one of the handler's share of it until it is dropped: a fresh one, or with `--instance-reuse` one of this
-    /// handler version that served a request before without a failure.
+    /// instance budget and one of the handler's share of it until it is dropped: a fresh one,
+    /// or with `--instance-reuse` one of this handler version that served a request before
+    /// without a failure. When the permits are taken it waits only for those of instances
+    /// being torn down ([`Retired`], at most [`RETIRE_WAIT`]).
     ///
     /// # Errors
     ///
