@@ -663,7 +663,8 @@ impl Handler {
 }
 
 /// How long a request finding the instance budget full waits for a permit while instances
-/// are being torn down (a teardown takes microseconds, once its answer is written).
+/// are being torn down (a teardown takes microseconds, a few milliseconds for an instance that
+/// used tens of MiB; it starts once its answer is written).
 pub const RETIRE_WAIT: Duration = Duration::from_millis(100);
 
 /// An instance done with its request and not kept for reuse, handed back by
